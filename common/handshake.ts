@@ -1,7 +1,7 @@
 // The hello exchange: validating the peer's AgentInfo and checking protocol compatibility.
 import { randomBytes } from 'node:crypto';
 import { RpcError } from './errors.js';
-import { ERROR_CODES, PROTOCOL_VERSION, SIDES, isRecord, type AgentInfo, type OsInfo, type Side } from './protocol.js';
+import { ERROR_CODES, SIDES, isRecord, type AgentInfo, type OsInfo, type Side } from './protocol.js';
 
 // A fresh random nonce: 128 bits, hex.
 export function createNonce(): string {
@@ -31,12 +31,12 @@ export function validatePeerHello(value: unknown, local: AgentInfo): AgentInfo {
   if (typeof protocol !== 'number' || !Number.isSafeInteger(protocol)) {
     throw new RpcError(ERROR_CODES.invalidParams, `hello: \`protocol\` must be an integer, got ${JSON.stringify(protocol)}`);
   }
-  if (protocol !== PROTOCOL_VERSION) {
+  if (protocol !== local.protocol) {
     throw new RpcError(
       ERROR_CODES.versionMismatch,
-      `protocol version mismatch: this ${local.side} agent (${local.name} ${local.version}) speaks protocol ${PROTOCOL_VERSION}, ` +
+      `protocol version mismatch: this ${local.side} agent (${local.name} ${local.version}) speaks protocol ${local.protocol}, ` +
         `the peer (${name} ${version}) speaks protocol ${protocol}; install the same negotiator release on host and guest`,
-      { local: PROTOCOL_VERSION, peer: protocol },
+      { local: local.protocol, peer: protocol },
     );
   }
   const side = value.side;

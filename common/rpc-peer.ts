@@ -130,6 +130,9 @@ export class RpcPeer extends EventEmitter {
   #closeError: Error | undefined;
   #closing: Promise<void> | undefined;
   #paused = false;
+  #started = false;
+  readonly #early: Buffer[] = [];
+  #handshakeError: HandshakeError | undefined;
   /** Sends queued until the handshake completes (each checks its request is still pending). */
   readonly #whenReady: Array<() => void> = [];
 
@@ -145,6 +148,12 @@ export class RpcPeer extends EventEmitter {
       onProblem: (problem) => this.#onLineProblem(problem),
     });
     channel.onData((chunk) => {
+      if (!this.#started) {
+        // Held until start(): the handlers are not registered yet. All of it is pre-handshake data.
+        if (this.#early.reduce((n, c) => n + c.length, 0) + chunk.length <= this.options.maxLineBytes * 2) this.#early.push(Buffer.from(chunk));
+        else this.#discarded++;
+        return;
+      }
       try {
         this.#reader.push(chunk);
       } catch (error) {
@@ -187,7 +196,9 @@ export class RpcPeer extends EventEmitter {
 
   /** Begin the handshake. Call once, after the handlers are registered. */
   start(): void {
-    if (this.#helloCount > 0 || this.#closed) return;
+    if (this.#started || this.#closed) return;
+    this.#started = true;
+    for (const chunk of this.#early.splice(0)) this.#reader.push(chunk);
     this.#sendHello();
   }
 
@@ -206,6 +217,7 @@ export class RpcPeer extends EventEmitter {
   waitForReady(timeoutMs: number = this.options.requestTimeoutMs, signal?: AbortSignal): Promise<AgentInfo> {
     if (this.#ready && this.#peerInfo) return Promise.resolve(this.#peerInfo);
     if (this.#closed) return Promise.reject(this.#closeError ?? new ChannelClosedError(`channel ${this.options.label} is closed`));
+    if (this.#handshakeError) return Promise.reject(this.#handshakeError);
     return new Promise((resolve, reject) => {
       const cleanup = (): void => {
         clearTimeout(timer);
@@ -550,6 +562,7 @@ export class RpcPeer extends EventEmitter {
   #handshakeFailed(error: RpcError): void {
     const failure = new HandshakeError(`handshake with ${this.options.label} failed: ${error.message}`, { cause: error });
     this.#log.error(failure.message);
+    this.#handshakeError = failure;
     this.emit('handshake-error', failure);
   }
 
@@ -560,6 +573,7 @@ export class RpcPeer extends EventEmitter {
       this.#endSession(new PeerRestartedError(`${this.options.label}: the ${previous.side} agent restarted (new session); the request was abandoned`));
     }
     const wasReady = this.#ready;
+    this.#handshakeError = undefined;
     this.#peerInfo = info;
     this.#ready = true;
     clearTimeout(this.#helloTimer);

@@ -3,10 +3,11 @@
 // so that a run which executed nothing is visible. Exit code: tap's, or 1 when no summary was seen.
 // Usage: node test/run-tests.mjs [tap args or test files...]
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const require = createRequire(import.meta.url);
-const tapBin = require.resolve('tap/bin/run.js', { paths: [process.cwd()] });
+const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+const tapBin = path.join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs');
 const files = process.argv.slice(2);
 const args = [
   tapBin,

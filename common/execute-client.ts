@@ -31,6 +31,8 @@ export interface ExecuteOptions {
   signal?: AbortSignal;
   /** Output bytes in flight. Default 4 MiB. */
   window?: number;
+  /** Through a host daemon's control socket: the guest to run on. */
+  guest?: string;
 }
 
 /** Time the caller waits past the command's own deadline for the serving side's `timedOut` answer. */
@@ -75,6 +77,7 @@ export async function executeRemote(peer: RpcPeer, options: ExecuteOptions): Pro
     stdin: options.stdin !== undefined,
     timeoutMs,
     window,
+    ...(options.guest !== undefined ? { guest: options.guest } : {}),
   };
   // Inputs may only follow the request on the wire: wait for the handshake before sending it.
   await peer.waitForReady(timeoutMs, options.signal);

@@ -137,6 +137,8 @@ export interface ExecuteParams {
   timeoutMs: number;
   /** Output bytes the serving side may send before it waits for `execute.outputAck`. */
   window: number;
+  /** Only on a host daemon's control socket: the guest to run the command on. */
+  guest?: string;
 }
 export type OutputStream = 'stdout' | 'stderr';
 export interface ExecuteOutputParams {

@@ -70,6 +70,8 @@ export interface StartedRequest {
   response: Promise<unknown>;
 }
 
+const KNOWN_CODES = new Set<number>(Object.values(ERROR_CODES));
+
 interface Pending {
   method: string;
   resolve: (value: unknown) => void;
@@ -352,11 +354,13 @@ export class RpcPeer extends EventEmitter {
 
   #respondError(id: RequestId, session: number, error: unknown): void {
     if (session !== this.#session) return;
+    // Our own local errors keep their code (a relay passes a timeout or a closed channel on as such).
+    const localCode = error instanceof Error && 'code' in error && typeof error.code === 'number' ? error.code : undefined;
     const rpcError =
       error instanceof RpcError
         ? error
-        : error instanceof CanceledError || error instanceof TimeoutError
-          ? new RpcError(error.code, error.message)
+        : localCode !== undefined && KNOWN_CODES.has(localCode)
+          ? new RpcError(localCode, (error as Error).message)
           : new RpcError(ERROR_CODES.internalError, `internal error: ${errorMessage(error)}`);
     void this.#send({ jsonrpc: '2.0', id, error: rpcError.toJSON() });
   }

@@ -22,6 +22,10 @@ export const METHODS = {
   executeInput: 'execute.input',
   /** Notification from the serving side: stdin bytes it has handed to the command. */
   executeInputAck: 'execute.inputAck',
+  /** Request on a daemon's control socket: the daemon's channels and peers. */
+  status: 'status',
+  /** Request on the host daemon's control socket: the guests it knows. */
+  listGuests: 'guests.list',
   /** Event: the agent has started (params: AgentInfo). */
   agentStarted: 'agent.started',
   /** Event: the agent is stopping (params: StoppingParams). */
@@ -50,6 +54,12 @@ export const ERROR_CODES = {
   flowControl: -32024,
 } as const;
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
+
+/** The virtio-serial channel names (`<target type='virtio' name='...'/>` in the domain XML). */
+export const CHANNEL_NAMES = {
+  hostToGuest: 'negotiator-host-to-guest.0',
+  guestToHost: 'negotiator-guest-to-host.0',
+} as const;
 
 export const SIDES = ['host', 'guest'] as const;
 export type Side = (typeof SIDES)[number];

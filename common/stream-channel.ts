@@ -1,8 +1,10 @@
 // The one adapter between node streams (UNIX/TCP sockets, in-memory pairs) and the ByteChannel seam.
+import { chmod, chown, mkdir, unlink } from 'node:fs/promises';
 import net from 'node:net';
+import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { ByteChannel } from './byte-channel.js';
-import { ChannelClosedError } from './errors.js';
+import { ChannelClosedError, ConfigError } from './errors.js';
 
 // Wrap a connected Duplex (a net.Socket, one end of an in-memory pair) as a ByteChannel.
 export function createStreamChannel(stream: Duplex, description: string): ByteChannel {
@@ -107,4 +109,67 @@ export function describeConnectError(target: string, error: NodeJS.ErrnoExceptio
   };
   const hint = (error.code && hints[error.code]) ?? error.message;
   return new ChannelClosedError(`cannot connect to ${target}: ${hint} (${error.code ?? 'error'})`, { cause: error });
+}
+
+export interface ListenOptions {
+  /** File mode of the socket (default 0o600: owner only). */
+  mode?: number;
+  /** Group to give the socket (with mode 0o660, members of it may connect). */
+  gid?: number;
+}
+
+/** A listening UNIX socket; `close()` stops accepting and removes the socket file. Idempotent. */
+export interface ChannelListener {
+  readonly path: string;
+  close(): Promise<void>;
+}
+
+// Listen on a UNIX socket path, handing each connection over as a ByteChannel. A leftover socket file
+// from a crashed process is replaced; one that still answers means another process serves it: refused.
+export async function listenChannels(socketPath: string, options: ListenOptions, onChannel: (channel: ByteChannel) => void): Promise<ChannelListener> {
+  await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
+  if (await socketAnswers(socketPath)) {
+    throw new ConfigError(`another process already serves ${socketPath}: is a negotiator daemon already running? Stop it first, or choose another --control-socket`);
+  }
+  await unlink(socketPath).catch(() => {});
+  let count = 0;
+  const server = net.createServer((socket) => onChannel(createStreamChannel(socket, `${socketPath}#${++count}`)));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    // Created owner-only at once (umask), then opened up to the configured mode: no window of wider access.
+    const umask = process.umask(0o177);
+    try {
+      server.listen(socketPath, () => resolve());
+    } finally {
+      process.umask(umask);
+    }
+  });
+  if (options.gid !== undefined) await chown(socketPath, -1, options.gid);
+  await chmod(socketPath, options.mode ?? 0o600);
+  let closing: Promise<void> | undefined;
+  return {
+    path: socketPath,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        void unlink(socketPath).catch(() => {});
+      });
+      return closing;
+    },
+  };
+}
+
+// True when something accepts connections on the socket path (within 1 s).
+function socketAnswers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ path: socketPath });
+    const done = (answer: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answer);
+    };
+    const timer = setTimeout(() => done(false), 1000);
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
 }

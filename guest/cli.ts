@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+// negotiator-guest: argument parsing only; the work is in run-guest.ts.
+import { Command, Option } from 'commander';
+import { readPackageVersion } from '../common/agent-info.js';
+import { EXIT_CODES, formatCliError } from '../common/cli-actions.js';
+import { DEFAULT_COMMAND_DIRECTORY, collectDirectory, increment, logLevelOf, parseBytes, parseCount, parseTimeoutSeconds } from '../common/cli-options.js';
+import { CHANNEL_NAMES } from '../common/protocol.js';
+import { DEFAULT_GUEST_CONTROL_SOCKET, PROGRAM, runGuestCli } from './run-guest.js';
+
+const program = new Command(PROGRAM)
+  .description('Run commands on this guest\'s KVM/QEMU host, and serve the host\'s requests (--daemon).')
+  .version(readPackageVersion(), '--version')
+  .option('-d, --daemon', 'serve the host: run the host\'s requests with this guest\'s command directories')
+  .option('-l, --list-commands', 'list the commands the host offers to this guest')
+  .option('-e, --execute <command>', 'run a host command, e.g. --execute \'reboot-notify now\' (split like a shell, no shell runs)')
+  .addOption(new Option('-t, --timeout <seconds>', 'deadline of a request; the command is terminated after it (0 = none)').default(10_000, '10').argParser(parseTimeoutSeconds))
+  .option('--json', 'print machine-readable results (list and execute)', false)
+  .option('-n, --no-stdin', 'do not forward stdin to the command (it reads /dev/null)')
+  .option('-c, --character-device <channel>', 'talk to the host through this channel, not through the daemon: a device (/dev/vport1p2), serial:/dev/ttyS1[@BAUD], unix:PATH or tcp:HOST:PORT')
+  .option('--host-to-guest <channel>', 'daemon: the channel the host calls us on (virtio:NAME, a device, serial:..., unix:..., tcp:...)', `virtio:${CHANNEL_NAMES.hostToGuest}`)
+  .option('--guest-to-host <channel>', 'daemon: the channel we call the host on; "none" to use --host-to-guest both ways (one serial line)', `virtio:${CHANNEL_NAMES.guestToHost}`)
+  .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', DEFAULT_GUEST_CONTROL_SOCKET)
+  .addOption(new Option('--control-mode <octal>', 'file mode of the control socket').default(0o660, '0660').argParser((v) => parseInt(v, 8)))
+  .option('--commands-dir <dir>', `daemon: a command directory (repeatable, first wins; default ${DEFAULT_COMMAND_DIRECTORY})`, collectDirectory)
+  .option('--no-builtin-commands', 'daemon: do not offer the built-in read-only commands')
+  .addOption(new Option('--max-concurrent <n>', 'daemon: commands running at once per channel').default(8).argParser(parseCount(false)))
+  .addOption(new Option('--max-queued <n>', 'daemon: commands waiting for a slot per channel; more are refused as busy').default(1024).argParser(parseCount(true)))
+  .addOption(new Option('--max-command-time <seconds>', 'daemon: longest any command may run, whatever the host asks (0 = no cap)').default(3_600_000, '3600').argParser(parseTimeoutSeconds))
+  .addOption(new Option('--max-output <size>', 'daemon: stdout (and stderr) bytes sent per command; the rest is dropped and reported (0 = no cap)').default(1024 ** 3, '1G').argParser(parseBytes))
+  .addOption(new Option('--kill-grace <seconds>', 'daemon: between SIGTERM and SIGKILL of a command\'s process group').default(5000, '5').argParser(parseTimeoutSeconds))
+  .addOption(new Option('--max-line-bytes <size>', 'longest protocol line accepted').default(1024 * 1024, '1M').argParser(parseBytes))
+  .addOption(new Option('--grace <seconds>', 'daemon: on SIGTERM, how long running commands may finish before they are canceled').default(10_000, '10').argParser(parseTimeoutSeconds))
+  .option('-v, --verbose', 'more log lines (repeat for debug)', increment, 0)
+  .option('-q, --quiet', 'fewer log lines (repeat for errors only)', increment, 0)
+  .addHelpText(
+    'after',
+    `
+Examples:
+  ${PROGRAM} --daemon                          serve the host (run under systemd or supervisord)
+  ${PROGRAM} --list-commands                   what may this guest ask of the host?
+  ${PROGRAM} --execute 'reboot-notify'         tell the host we are about to reboot
+  echo data | ${PROGRAM} --execute 'store x'   stdin goes to the host command
+
+Exit status: the host command's own; 128+N when a signal N ended it; 124 when its --timeout ended it;
+127 no such command on the host; 126 it could not be run; 130 interrupted (Ctrl-C cancels it on the host);
+255 negotiator failed (no channel, host agent not answering); 2 usage error.
+The daemon logs to stderr; see the README for set-up, security and troubleshooting.`,
+  )
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+try {
+  program.parse(process.argv);
+} catch (error) {
+  const code = (error as { exitCode?: number }).exitCode;
+  process.exit(code === 0 ? 0 : EXIT_CODES.usage);
+}
+const parsed = program.opts();
+try {
+  const code = await runGuestCli(
+    {
+      daemon: Boolean(parsed.daemon),
+      listCommands: Boolean(parsed.listCommands),
+      execute: parsed.execute,
+      timeoutMs: parsed.timeout,
+      characterDevice: parsed.characterDevice,
+      hostToGuest: parsed.hostToGuest,
+      guestToHost: parsed.guestToHost,
+      controlSocket: parsed.controlSocket,
+      controlMode: parsed.controlMode,
+      commandsDir: parsed.commandsDir,
+      builtinCommands: parsed.builtinCommands,
+      json: parsed.json,
+      stdin: parsed.stdin,
+      logLevel: logLevelOf(parsed.verbose, parsed.quiet),
+      maxConcurrent: parsed.maxConcurrent,
+      maxQueued: parsed.maxQueued,
+      maxCommandTimeMs: parsed.maxCommandTime,
+      maxOutputBytes: parsed.maxOutput,
+      killGraceMs: parsed.killGrace,
+      maxLineBytes: parsed.maxLineBytes,
+      graceMs: parsed.grace,
+    },
+    { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
+  );
+  process.exitCode = code;
+  // Output written to a pipe must drain before we leave; then nothing (a pending stdin read) holds us.
+  process.stdout.write('', () => process.exit(code));
+} catch (error) {
+  process.stderr.write(formatCliError(PROGRAM, error));
+  process.exit(EXIT_CODES.failure);
+}

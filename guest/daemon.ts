@@ -1,0 +1,142 @@
+// The guest daemon: holds the guest's channels to the host for its whole life, serves the host's
+// requests with the guest's command directories, and lets local CLIs call the host through its control
+// socket (multiplexed over the one guest-to-host channel, so concurrent CLIs never fight over the port).
+import { createAgentInfo, readOsInfo, readPackageVersion } from '../common/agent-info.js';
+import { startAgentSession, type AgentSession } from '../common/agent-session.js';
+import { keepChannel, type ChannelKeeper } from '../common/channel-keeper.js';
+import { createCommandRegistry, type CommandRegistry } from '../common/command-registry.js';
+import type { CommandServiceOptions } from '../common/command-service.js';
+import { startControlServer, type ControlServer } from '../common/control-server.js';
+import { announceReady } from '../common/daemon-lifecycle.js';
+import { registerExecuteRelay } from '../common/execute-relay.js';
+import type { Logger } from '../common/logger.js';
+import { METHODS, type AgentInfo } from '../common/protocol.js';
+import { describeGuestChannel, type GuestChannelSpec } from './channel-spec.js';
+import { openGuestChannel } from './open-channel.js';
+
+/** The control socket's default path. */
+export const DEFAULT_GUEST_CONTROL_SOCKET = '/run/negotiator/guest.sock';
+
+export interface GuestDaemonOptions {
+  /** The channel the host calls us on, and the one we call the host on (the same one for a single serial line). */
+  hostToGuest: GuestChannelSpec;
+  guestToHost: GuestChannelSpec | undefined;
+  /** In precedence order, the built-in directory last. */
+  commandDirectories: string[];
+  controlSocket: string;
+  controlMode: number;
+  controlGid?: number;
+  limits: Omit<CommandServiceOptions, 'side' | 'commands' | 'logger' | 'onExecuted'>;
+  requestTimeoutMs: number;
+  maxLineBytes: number;
+  /** Grace for running commands on shutdown. */
+  graceMs: number;
+  logger: Logger;
+  /** Test seams. */
+  sysRoot?: string;
+  devRoot?: string;
+}
+
+/** A running daemon; `stop()` is idempotent. */
+export interface GuestDaemon {
+  readonly info: Omit<AgentInfo, 'nonce'>;
+  readonly keepers: readonly ChannelKeeper[];
+  stop(reason: string): Promise<void>;
+}
+
+// Start the daemon: returns once the control socket listens (channels are opened in the background).
+export async function startGuestDaemon(options: GuestDaemonOptions): Promise<GuestDaemon> {
+  const log = options.logger;
+  const info = createAgentInfo({ side: 'guest', os: await readOsInfo(), nonce: '' });
+  const { nonce: _unused, ...localInfo } = info;
+  const registry: CommandRegistry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
+  await registry.ready;
+
+  const startSession = (label: string, announce: boolean) => (channel: Parameters<ChannelKeeperStart>[0]): AgentSession =>
+    startAgentSession({
+      channel,
+      label,
+      localInfo,
+      logger: log.child(label),
+      announce,
+      peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes },
+      serve: {
+        side: 'guest',
+        commands: registry,
+        ...options.limits,
+        onExecuted: (record) => {
+          const outcome = record.result
+            ? `exit ${record.result.exitCode ?? record.result.signal}${record.result.timedOut ? ' (timed out)' : ''} in ${record.result.durationMs} ms`
+            : `failed: ${record.error}`;
+          log.info(`host ran \`${record.command}\` (${record.args.length} args): ${outcome}`);
+        },
+      },
+    });
+  const keep = (spec: GuestChannelSpec, label: string, announce: boolean): ChannelKeeper =>
+    keepChannel({
+      label,
+      logger: log,
+      open: (signal) =>
+        openGuestChannel(spec, {
+          logger: log.child(label),
+          signal,
+          ...(options.sysRoot ? { sysRoot: options.sysRoot } : {}),
+          ...(options.devRoot ? { devRoot: options.devRoot } : {}),
+        }),
+      startSession: startSession(label, announce),
+    });
+
+  const hostToGuest = keep(options.hostToGuest, describeGuestChannel(options.hostToGuest), options.guestToHost === undefined);
+  const guestToHost = options.guestToHost ? keep(options.guestToHost, describeGuestChannel(options.guestToHost), true) : undefined;
+  const outbound = guestToHost ?? hostToGuest;
+  const keepers = guestToHost ? [hostToGuest, guestToHost] : [hostToGuest];
+
+  let control: ControlServer;
+  try {
+    control = await startControlServer({
+      path: options.controlSocket,
+      mode: options.controlMode,
+      ...(options.controlGid !== undefined ? { gid: options.controlGid } : {}),
+      localInfo,
+      logger: log.child('control'),
+      register: (peer) => {
+        registerExecuteRelay(peer, {
+          logger: log.child('control'),
+          resolveUpstream: () => outbound.waitForPeer(options.requestTimeoutMs),
+          onRelayed: (record) => log.debug(`relayed \`${String(record.params.command)}\` to the host: ${record.error ?? `exit ${record.result?.exitCode}`}`),
+        });
+        peer.handle(METHODS.status, () => ({
+          agent: localInfo,
+          channels: keepers.map((k) => ({
+            name: k.label,
+            open: k.session !== undefined,
+            connected: k.session?.peer.isReady ?? false,
+            peer: k.session?.peer.peerInfo ?? null,
+            error: k.lastError ?? null,
+          })),
+        }));
+      },
+    });
+  } catch (error) {
+    await Promise.all(keepers.map((k) => k.stop('start-up failed', 0)));
+    await registry.close();
+    throw error;
+  }
+  await announceReady(log, `negotiator-guest ${readPackageVersion()} ready: control socket ${options.controlSocket}, channels ${keepers.map((k) => k.label).join(' and ')}`);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    info: localInfo,
+    keepers,
+    stop(reason) {
+      stopping ??= (async () => {
+        await control.close();
+        await Promise.all(keepers.map((k) => k.stop(reason, options.graceMs)));
+        await registry.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+type ChannelKeeperStart = Parameters<typeof keepChannel>[0]['startSession'];

@@ -1,0 +1,97 @@
+// What `negotiator-guest` does with its parsed options: run the daemon, or list / execute on the host.
+import { createAgentInfo, readOsInfo } from '../common/agent-info.js';
+import { builtinCommandsDirectory } from '../common/builtin-commands.js';
+import { EXIT_CODES, runExecuteAction, runListAction, type CliIo } from '../common/cli-actions.js';
+import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli-client.js';
+import { DEFAULT_COMMAND_DIRECTORY } from '../common/cli-options.js';
+import { stopOnSignals } from '../common/daemon-lifecycle.js';
+import { createLogger, type LogLevel } from '../common/logger.js';
+import { CHANNEL_NAMES } from '../common/protocol.js';
+import { parseGuestChannelSpec } from './channel-spec.js';
+import { DEFAULT_GUEST_CONTROL_SOCKET, startGuestDaemon } from './daemon.js';
+import { openGuestChannel } from './open-channel.js';
+
+export const PROGRAM = 'negotiator-guest';
+
+/** Options as the CLI parsed them (see guest/cli.ts for their documentation and defaults). */
+export interface GuestCliOptions {
+  daemon: boolean;
+  listCommands: boolean;
+  execute?: string;
+  timeoutMs: number;
+  characterDevice?: string;
+  hostToGuest: string;
+  guestToHost: string;
+  controlSocket: string;
+  controlMode: number;
+  commandsDir?: string[];
+  builtinCommands: boolean;
+  json: boolean;
+  stdin: boolean;
+  logLevel: LogLevel;
+  maxConcurrent: number;
+  maxQueued: number;
+  maxCommandTimeMs: number;
+  maxOutputBytes: number;
+  killGraceMs: number;
+  maxLineBytes: number;
+  graceMs: number;
+}
+
+// Run the CLI; resolves with the process exit code (the daemon resolves only when asked to stop).
+export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<number> {
+  const logger = createLogger({ level: options.logLevel });
+  if (options.daemon) {
+    const daemon = await startGuestDaemon({
+      hostToGuest: parseGuestChannelSpec(options.hostToGuest),
+      guestToHost: options.guestToHost === 'none' ? undefined : parseGuestChannelSpec(options.guestToHost),
+      commandDirectories: [...(options.commandsDir ?? [DEFAULT_COMMAND_DIRECTORY]), ...(options.builtinCommands ? [builtinCommandsDirectory()] : [])],
+      controlSocket: options.controlSocket,
+      controlMode: options.controlMode,
+      limits: {
+        maxConcurrent: options.maxConcurrent,
+        maxQueued: options.maxQueued,
+        maxTimeoutMs: options.maxCommandTimeMs,
+        maxOutputBytes: options.maxOutputBytes,
+        killGraceMs: options.killGraceMs,
+      },
+      requestTimeoutMs: options.timeoutMs,
+      maxLineBytes: options.maxLineBytes,
+      graceMs: options.graceMs,
+      logger,
+    });
+    return new Promise<number>(() => {
+      stopOnSignals(logger, (signal) => daemon.stop(`${PROGRAM} received ${signal}`), options.graceMs * 2 + 10_000);
+    });
+  }
+  if (!options.listCommands && options.execute === undefined) {
+    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-commands or --execute 'COMMAND ARGS' (see --help)\n`);
+    return EXIT_CODES.usage;
+  }
+  const info = createAgentInfo({ side: 'guest', os: await readOsInfo(), nonce: '' });
+  const { nonce: _unused, ...localInfo } = info;
+  const connect = async (): Promise<ClientConnection> => {
+    if (options.characterDevice === undefined) {
+      const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, 'add yourself to the group that owns it');
+      if (viaDaemon) return { peer: viaDaemon, viaDaemon: true };
+    }
+    // No daemon: open the guest-to-host channel ourselves, as Negotiator's CLI does.
+    const spec = parseGuestChannelSpec(options.characterDevice ?? `virtio:${CHANNEL_NAMES.guestToHost}`);
+    const channel = await openGuestChannel(spec, { logger: logger.child('channel'), timeoutMs: Math.min(options.timeoutMs || 5000, 5000) });
+    return { peer: startClientPeer(channel, localInfo, 'the host', options.timeoutMs), viaDaemon: false };
+  };
+  return runClientAction(PROGRAM, io, connect, async ({ peer }, signal) => {
+    if (options.listCommands) return runListAction({ peer, timeoutMs: options.timeoutMs, json: options.json, io });
+    return runExecuteAction({
+      peer,
+      commandLine: options.execute!,
+      timeoutMs: options.timeoutMs,
+      json: options.json,
+      forwardStdin: options.stdin,
+      io,
+      signal,
+    });
+  });
+}
+
+export { DEFAULT_GUEST_CONTROL_SOCKET };

@@ -3,6 +3,7 @@
 // so that a run which executed nothing is visible. Exit code: tap's, or 1 when no summary was seen.
 // Usage: node test/run-tests.mjs [tap args or test files...]
 import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,8 +16,16 @@ const args = [
   '--allow-empty-coverage',
   '--reporter=tap',
   '--timeout=120',
-  ...(files.length > 0 ? files : ['dist/test/']),
+  ...(files.length > 0 ? files : findTests(path.join(root, 'dist', 'test'))),
 ];
+
+// Every compiled *.test.js below dir (helpers and fixtures are not test files).
+function findTests(dir) {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith('.test.js'))
+    .map((entry) => path.relative(root, path.join(entry.parentPath ?? entry.path, entry.name)))
+    .sort();
+}
 const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
 let summary;
 let pending = '';

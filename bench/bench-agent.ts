@@ -1,0 +1,46 @@
+// The negotiator ends of the benchmark connection, wired as the daemons wire them: the serving side is an
+// agent session (RpcPeer + command service over a command registry), the calling side a bare RpcPeer.
+import type { Socket } from 'node:net';
+import os from 'node:os';
+import type { CommandRegistry } from '../common/command-registry.js';
+import { startAgentSession, type AgentSession } from '../common/agent-session.js';
+import { silentLogger } from '../common/logger.js';
+import { CAPABILITIES, PROTOCOL_VERSION, type AgentInfo, type Side } from '../common/protocol.js';
+import { RpcPeer } from '../common/rpc-peer.js';
+import { createStreamChannel } from '../common/stream-channel.js';
+
+const HANDSHAKE_TIMEOUT_MS = 5000;
+
+function benchAgentInfo(side: Side): Omit<AgentInfo, 'nonce'> {
+  return {
+    protocol: PROTOCOL_VERSION,
+    name: 'negotiator-bench',
+    version: '0.0.0-bench',
+    side,
+    os: { type: os.type(), version: os.release(), hostname: os.hostname() },
+    capabilities: [...CAPABILITIES],
+    pid: process.pid,
+  };
+}
+
+// Serve a connection (paused, after its preamble) as a guest agent offering the registry's commands.
+export function serveAgent(socket: Socket, registry: CommandRegistry): AgentSession {
+  const session = startAgentSession({
+    channel: createStreamChannel(socket, 'bench-client'),
+    label: 'bench-client',
+    localInfo: benchAgentInfo('guest'),
+    logger: silentLogger,
+    serve: { side: 'guest', commands: registry },
+  });
+  socket.resume();
+  return session;
+}
+
+// Speak to the agent on a connection (paused, after its preamble) as the host; resolves after the handshake.
+export async function connectAgent(socket: Socket): Promise<RpcPeer> {
+  const peer = new RpcPeer(createStreamChannel(socket, 'bench-agent'), { localInfo: benchAgentInfo('host'), label: 'bench-agent' });
+  peer.start();
+  socket.resume();
+  await peer.waitForReady(HANDSHAKE_TIMEOUT_MS);
+  return peer;
+}

@@ -1,0 +1,125 @@
+// The quick benchmark set (`npm run bench`): the negotiator agent over one UNIX socket, each figure beside
+// its bare baseline on the same socket in the same run, then qemu-ga beside it when installed.
+// The server (agent and baselines) is a separate node process; this process is the client.
+import os from 'node:os';
+import path from 'node:path';
+import { openAgentClient } from './agent-client.js';
+import { openCpuProbe } from './baseline-client.js';
+import { formatQgaReport, runQemuGaBench, DEFAULT_QGA_PLAN, type QgaReport } from './qemu-ga.js';
+import { describeMachine, fixed, formatTable, formatVerdicts, round2, writeJson, type TargetVerdict } from './report.js';
+import { parseRunOptions } from './run-options.js';
+import { LATENCY_ROWS, STREAM_CONTENDERS, measureExecute, measurePing, measureStreams, type StreamContender, type StreamRow } from './scenarios.js';
+import { startServerProcess } from './server-process.js';
+import type { LatencySummary } from './stats.js';
+import { judgeAgainstBaselines, judgeAgainstQemuGa } from './targets.js';
+import { createWorkspace } from './workspace.js';
+
+function formatLatency(latency: Record<string, LatencySummary>): string {
+  const echo = latency[LATENCY_ROWS.echo] ?? latency[LATENCY_ROWS.echoDuringExecute];
+  return formatTable(
+    ['round trip', 'median us', 'p99 us', 'vs echo median', 'CPU us/call', 'n'],
+    Object.entries(latency).map(([name, s]) => [
+      name,
+      fixed(s.medianUs),
+      fixed(s.p99Us),
+      echo && !name.startsWith(LATENCY_ROWS.echo) ? `${fixed(s.medianUs / echo.medianUs, 2)}x` : '',
+      s.cpuUsPerCall === undefined ? '' : fixed(s.cpuUsPerCall),
+      String(s.count),
+    ]),
+  );
+}
+
+function formatStreams(rows: readonly StreamRow[]): string {
+  return formatTable(
+    ['stdout', 'contender', 'MiB/s median', 'min..max', 'ms median', 'CPU ms/MiB', 'vs socket', 'reps'],
+    rows.flatMap((row) =>
+      (Object.keys(STREAM_CONTENDERS) as StreamContender[])
+        .filter((name) => row.results[name])
+        .map((name, index) => {
+          const s = row.results[name]!;
+          const socket = row.results.source;
+          return [
+            index === 0 ? `${row.mib} MiB` : '',
+            STREAM_CONTENDERS[name],
+            fixed(s.medianMiBps),
+            `${fixed(s.minMiBps)}..${fixed(s.maxMiBps)}`,
+            fixed(s.medianMs),
+            fixed(s.cpuMsPerMiB, 2),
+            socket ? `${fixed((s.medianMiBps / socket.medianMiBps) * 100)}%` : '',
+            String(s.reps),
+          ];
+        }),
+    ),
+  );
+}
+
+async function main(argv: string[]): Promise<number> {
+  const options = parseRunOptions(argv);
+  const machine = describeMachine();
+  console.log(`negotiator benchmark: ${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}, ${machine.kernel}, 1-min load ${machine.loadavgStart}`);
+  console.log('client: this process; server (agent + bare baselines): a separate node process; one UNIX socket, one connection per contender\n');
+  const workspace = createWorkspace();
+  let latency: Record<string, LatencySummary> = {};
+  let streams: StreamRow[] = [];
+  const serverRssMiB = { start: Number.NaN, end: Number.NaN };
+  try {
+    const server = await startServerProcess(workspace, options.serverNodeArgs);
+    const agent = await openAgentClient(workspace.socketPath);
+    const probe = await openCpuProbe(workspace.socketPath);
+    try {
+      serverRssMiB.start = await probe.readRssMiB();
+      const context = { socketPath: workspace.socketPath, agent, options };
+      if (options.only.has('ping')) latency = { ...latency, ...(await measurePing(context)) };
+      if (options.only.has('execute')) latency = { ...latency, ...(await measureExecute(context)) };
+      if (Object.keys(latency).length > 0) console.log(formatLatency(latency) + '\n');
+      if (options.only.has('stream')) {
+        streams = await measureStreams(context);
+        console.log(formatStreams(streams) + '\n');
+      }
+      serverRssMiB.end = await probe.readRssMiB();
+      console.log(`server RSS: ${serverRssMiB.start} MiB after the handshake, ${serverRssMiB.end} MiB at the end (fork cost grows with it)\n`);
+    } finally {
+      probe.close();
+      agent.close();
+      await server.stop();
+    }
+  } finally {
+    workspace.remove();
+  }
+
+  const verdicts: TargetVerdict[] = judgeAgainstBaselines(latency, streams);
+  let qga: QgaReport = { skipped: '--no-qga, or --only without qga' };
+  if (options.only.has('qga') && options.qga) {
+    qga = await runQemuGaBench({ ...DEFAULT_QGA_PLAN, pings: options.pings, execs: options.execs });
+    if (!('skipped' in qga)) verdicts.push(...judgeAgainstQemuGa(qga, latency, streams));
+  }
+  console.log(formatQgaReport(qga) + '\n');
+  if (verdicts.length > 0) console.log(formatVerdicts(verdicts) + '\n');
+
+  const loadavgEnd = round2(os.loadavg()[0] ?? 0);
+  writeJson(options.json, {
+    machine: { ...machine, loadavgEnd },
+    setup: {
+      transport: 'one listening UNIX socket; one connection per contender; server in a separate node process',
+      pings: options.pings,
+      execs: options.execs,
+      sizesMiB: options.sizes,
+      cpu: 'CPU ms/MiB: user+system of the client and server node processes (not of the spawned head)',
+    },
+    serverRssMiB,
+    latency,
+    streams,
+    qemuGa: qga,
+    verdicts,
+  });
+  console.log(`1-min load at the end: ${loadavgEnd}; results written to ${path.relative(process.cwd(), options.json)}`);
+  return 0;
+}
+
+main(process.argv).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`benchmark failed: ${error instanceof Error ? error.stack : String(error)}`);
+    process.exit(1);
+  },
+);

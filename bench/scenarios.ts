@@ -1,0 +1,109 @@
+// The measured scenarios of `npm run bench`: each negotiator figure and its bare baselines, interleaved,
+// on the one benchmark server socket.
+import type { AgentClient } from './agent-client.js';
+import { openCopyClient, openCpuProbe, openEchoClient, openSpawnClient, type Connection } from './baseline-client.js';
+import { repsFor, type RunOptions } from './run-options.js';
+import { sampleLatencies, sampleTransfers, type LatencySamples } from './sampling.js';
+import { MODES } from './socket-modes.js';
+import { MIB, summarizeLatencies, summarizeTransfers, type LatencySummary, type ThroughputSummary } from './stats.js';
+
+/** Row names of the latency table. */
+export const LATENCY_ROWS = {
+  ping: 'rpc ping',
+  echo: 'bare NDJSON echo',
+  execute: 'rpc execute true',
+  spawn: 'bare spawn true + reply',
+  echoDuringExecute: 'bare NDJSON echo (during execute)',
+} as const;
+
+/** Contenders of the stream table, in display order, with their labels. */
+export const STREAM_CONTENDERS = {
+  rpc: 'rpc execute head -c N',
+  source: 'bare socket copy',
+  childPipe: 'bare child stdout -> socket',
+} as const;
+export type StreamContender = keyof typeof STREAM_CONTENDERS;
+
+export interface StreamRow {
+  mib: number;
+  results: Partial<Record<StreamContender, ThroughputSummary>>;
+}
+
+export interface ScenarioContext {
+  socketPath: string;
+  agent: AgentClient;
+  options: Readonly<RunOptions>;
+}
+
+function summarize(samples: LatencySamples): LatencySummary {
+  return summarizeLatencies(samples.times, samples.cpuMs);
+}
+
+function closeAll(connections: ReadonlyArray<Connection | undefined>): void {
+  for (const connection of connections) connection?.close();
+}
+
+// Sequential pings over the agent connection vs the bare NDJSON echo.
+export async function measurePing({ socketPath, agent, options }: ScenarioContext): Promise<Record<string, LatencySummary>> {
+  const echo = options.rpcOnly ? undefined : await openEchoClient(socketPath);
+  const cpu = await openCpuProbe(socketPath);
+  try {
+    const samples = await sampleLatencies(
+      { rpc: agent.ping, ...(echo ? { echo: echo.roundTrip } : {}) },
+      { warmup: 500, count: options.pings, rounds: 5, readServerCpuMs: () => cpu.readCpuMs() },
+    );
+    return {
+      [LATENCY_ROWS.ping]: summarize(samples.rpc!),
+      ...(samples.echo ? { [LATENCY_ROWS.echo]: summarize(samples.echo) } : {}),
+    };
+  } finally {
+    closeAll([echo, cpu]);
+  }
+}
+
+// `execute true` vs a bare spawn of /bin/true answered on the socket (and the echo, for the same noise).
+export async function measureExecute({ socketPath, agent, options }: ScenarioContext): Promise<Record<string, LatencySummary>> {
+  const echo = options.rpcOnly ? undefined : await openEchoClient(socketPath);
+  const spawner = options.rpcOnly ? undefined : await openSpawnClient(socketPath);
+  const cpu = await openCpuProbe(socketPath);
+  try {
+    const samples = await sampleLatencies(
+      { rpc: agent.executeTrue, ...(spawner ? { spawn: spawner.roundTrip } : {}), ...(echo ? { echo: echo.roundTrip } : {}) },
+      { warmup: 20, count: options.execs, rounds: 5, readServerCpuMs: () => cpu.readCpuMs() },
+    );
+    return {
+      [LATENCY_ROWS.execute]: summarize(samples.rpc!),
+      ...(samples.spawn ? { [LATENCY_ROWS.spawn]: summarize(samples.spawn) } : {}),
+      ...(samples.echo ? { [LATENCY_ROWS.echoDuringExecute]: summarize(samples.echo) } : {}),
+    };
+  } finally {
+    closeAll([echo, spawner, cpu]);
+  }
+}
+
+// Streamed stdout of `head -c N /dev/zero` vs the bare socket copy and the bare child-to-socket copy.
+export async function measureStreams({ socketPath, agent, options }: ScenarioContext): Promise<StreamRow[]> {
+  const source = options.rpcOnly ? undefined : await openCopyClient(socketPath, MODES.source);
+  const childPipe = options.rpcOnly ? undefined : await openCopyClient(socketPath, MODES.childPipe);
+  const cpu = await openCpuProbe(socketPath);
+  try {
+    const contenders: Partial<Record<StreamContender, (bytes: number) => Promise<void>>> = {
+      rpc: agent.stream,
+      ...(source ? { source: source.fetch } : {}),
+      ...(childPipe ? { childPipe: childPipe.fetch } : {}),
+    };
+    // Unmeasured: JIT, socket and pipe buffers.
+    for (const fetch of Object.values(contenders)) for (let i = 0; i < 3; i++) await fetch(MIB);
+    const rows: StreamRow[] = [];
+    for (const mib of options.sizes) {
+      const bytes = mib * MIB;
+      const samples = await sampleTransfers(contenders, { bytes, reps: repsFor(mib, options.reps), readServerCpuMs: () => cpu.readCpuMs() });
+      const results: StreamRow['results'] = {};
+      for (const name of Object.keys(contenders) as StreamContender[]) results[name] = summarizeTransfers(bytes, samples[name]!);
+      rows.push({ mib, results });
+    }
+    return rows;
+  } finally {
+    closeAll([source, childPipe, cpu]);
+  }
+}

@@ -1,0 +1,60 @@
+// The targets the figures are held against, as verdicts (measurements, never test assertions).
+import type { QgaResults } from './qemu-ga.js';
+import { fixed, type TargetVerdict } from './report.js';
+import { LATENCY_ROWS, type StreamRow } from './scenarios.js';
+import { MIB, type LatencySummary } from './stats.js';
+
+// Ping within 2x of the bare echo; streamed output at least 50% of the bare socket copy.
+export function judgeAgainstBaselines(latency: Record<string, LatencySummary>, streams: readonly StreamRow[]): TargetVerdict[] {
+  const verdicts: TargetVerdict[] = [];
+  const ping = latency[LATENCY_ROWS.ping];
+  const echo = latency[LATENCY_ROWS.echo];
+  if (ping && echo) {
+    const ratio = ping.medianUs / echo.medianUs;
+    verdicts.push({ name: 'ping median vs bare echo', target: '<= 2x', measured: `${fixed(ping.medianUs)} vs ${fixed(echo.medianUs)} us = ${fixed(ratio, 2)}x`, met: ratio <= 2 });
+  }
+  for (const row of streams) {
+    const { rpc, source } = row.results;
+    if (!rpc || !source) continue;
+    const share = rpc.medianMiBps / source.medianMiBps;
+    verdicts.push({
+      name: `stream ${row.mib} MiB vs bare socket`,
+      target: '>= 50%',
+      measured: `${fixed(rpc.medianMiBps)} vs ${fixed(source.medianMiBps)} MiB/s = ${fixed(share * 100)}%`,
+      met: share >= 0.5,
+    });
+  }
+  return verdicts;
+}
+
+// Issue 7: execute within 1.5x of guest-exec + status; streamed output at least 10x guest-exec capture.
+export function judgeAgainstQemuGa(qga: QgaResults, latency: Record<string, LatencySummary>, streams: readonly StreamRow[]): TargetVerdict[] {
+  const verdicts: TargetVerdict[] = [];
+  const ping = latency[LATENCY_ROWS.ping];
+  if (ping) {
+    const ratio = ping.medianUs / qga.ping.medianUs;
+    verdicts.push({ name: 'ping median vs guest-ping', target: '(reported)', measured: `${fixed(ping.medianUs)} vs ${fixed(qga.ping.medianUs)} us = ${fixed(ratio, 2)}x`, met: true });
+  }
+  const execute = latency[LATENCY_ROWS.execute];
+  if (execute) {
+    const ratio = execute.medianUs / qga.execTrue.medianUs;
+    verdicts.push({
+      name: 'execute true vs guest-exec+status',
+      target: '<= 1.5x',
+      measured: `${fixed(execute.medianUs)} vs ${fixed(qga.execTrue.medianUs)} us = ${fixed(ratio, 2)}x`,
+      met: ratio <= 1.5,
+    });
+  }
+  for (const capture of qga.capture) {
+    const ours = streams.find((row) => row.mib * MIB === capture.bytes)?.results.rpc;
+    if (!ours) continue;
+    const ratio = ours.medianMiBps / capture.medianMiBps;
+    verdicts.push({
+      name: `stream ${capture.bytes / MIB} MiB vs guest-exec capture`,
+      target: '>= 10x',
+      measured: `${fixed(ours.medianMiBps)} vs ${fixed(capture.medianMiBps)} MiB/s = ${fixed(ratio)}x`,
+      met: ratio >= 10,
+    });
+  }
+  return verdicts;
+}

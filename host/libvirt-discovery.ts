@@ -1,0 +1,448 @@
+// libvirt domains -> guests. Follows `virsh event` (start/stop noticed as it happens), rescans after
+// every (re)connection of that stream and every `rescanIntervalMs` as a safety net, and inspects a
+// domain (`virsh dumpxml`) only when it is new: at most `concurrency` virsh processes at a time.
+// Socket paths always come from the domain XML; libvirt has changed its layout several times.
+import { errorMessage } from '../common/errors.js';
+import { silentLogger, type Logger } from '../common/logger.js';
+import { CHANNEL_NAMES, type ChannelEndpoint, type ChannelRole, type DiscoveredGuest, type GuestSink } from './guest-registry.js';
+import { VirshError, type DomainEvent, type Virsh } from './virsh.js';
+
+export interface LibvirtDiscoveryOptions {
+  virsh: Virsh;
+  sink: GuestSink;
+  logger?: Logger;
+  /** Safety-net rescan period in ms; default 30000. */
+  rescanIntervalMs?: number;
+  /** Most virsh processes run at once for inspections; default 4. */
+  concurrency?: number;
+  /** Rescan this long after `virsh event` (re)starts, to catch what happened before it listened; default 500 ms. */
+  resyncDelayMs?: number;
+}
+
+/** What a running domain looked like at its last inspection: enough to tell a restart from the same instance. */
+interface DomainIdentity {
+  uuid: string | undefined;
+  id: number;
+}
+
+// Reports the libvirt domains that have negotiator channels to a sink, until closed.
+export class LibvirtDiscovery {
+  /** Resolves after the first rescan and the inspections it started (also when libvirt was unreachable). */
+  readonly ready: Promise<void>;
+  readonly #virsh: Virsh;
+  readonly #sink: GuestSink;
+  readonly #logger: Logger;
+  readonly #concurrency: number;
+  readonly #resyncDelayMs: number;
+  readonly #controller = new AbortController();
+  /** Domains reported to the sink, and running domains without negotiator channels (not inspected again). */
+  readonly #reported = new Map<string, DomainIdentity>();
+  readonly #bare = new Map<string, DomainIdentity>();
+  readonly #loggedOnce = new Set<string>();
+  /** Event sequence: an inspection or a list older than the latest event about a domain is discarded. */
+  #seq = 0;
+  readonly #touched = new Map<string, number>();
+  /** name -> what to look it up by (its UUID when known: a numeric name would be taken for an id). */
+  readonly #queue = new Map<string, string>();
+  readonly #running = new Map<string, Promise<void>>();
+  #idleWaiters: Array<() => void> = [];
+  #rescan: Promise<void> | undefined;
+  #rescanAgain = false;
+  readonly #timers: NodeJS.Timeout[] = [];
+  readonly #following: Promise<void>;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: LibvirtDiscoveryOptions) {
+    const rescanIntervalMs = options.rescanIntervalMs ?? 30_000;
+    this.#concurrency = options.concurrency ?? 4;
+    this.#resyncDelayMs = options.resyncDelayMs ?? 500;
+    for (const [key, value] of Object.entries({ rescanIntervalMs, concurrency: this.#concurrency, resyncDelayMs: this.#resyncDelayMs })) {
+      if (!Number.isSafeInteger(value) || value < (key === 'resyncDelayMs' ? 0 : 1)) {
+        throw new RangeError(`Expected the \`${key}\` option to be a positive integer, got \`${String(value)}\``);
+      }
+    }
+    this.#virsh = options.virsh;
+    this.#sink = options.sink;
+    this.#logger = options.logger ?? silentLogger;
+    this.ready = this.rescan();
+    this.#following = this.#follow();
+    this.#timers.push(setInterval(() => void this.rescan(), rescanIntervalMs).unref());
+  }
+
+  // List the active domains, drop the ones gone, inspect the new ones; resolves when those inspections are done.
+  rescan(): Promise<void> {
+    if (this.#rescan) {
+      this.#rescanAgain = true;
+      return this.#rescan;
+    }
+    this.#rescan = this.#rescanOnce().finally(() => {
+      this.#rescan = undefined;
+      if (this.#rescanAgain && !this.#controller.signal.aborted) {
+        this.#rescanAgain = false;
+        void this.rescan();
+      }
+    });
+    return this.#rescan;
+  }
+
+  // Stop following events, kill virsh, forget pending work. Idempotent. Emits nothing.
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#controller.abort();
+      for (const timer of this.#timers) clearTimeout(timer);
+      this.#queue.clear();
+      await Promise.allSettled([this.#following, this.#rescan, ...this.#running.values()]);
+      this.#wakeIdleWaiters();
+    })();
+    return this.#closing;
+  }
+
+  async #rescanOnce(): Promise<void> {
+    const listedAt = this.#seq;
+    let domains;
+    try {
+      domains = await this.#virsh.listDomains({ signal: this.#controller.signal });
+    } catch (error) {
+      this.#logFailure('list libvirt domains', error);
+      return;
+    }
+    const active = new Map(domains.map((domain) => [domain.name, domain]));
+    for (const name of [...this.#reported.keys(), ...this.#bare.keys()]) {
+      if (!active.has(name) && !this.#touchedSince(name, listedAt)) this.#forget(name);
+    }
+    for (const domain of domains) {
+      if (this.#touchedSince(domain.name, listedAt)) continue;
+      const known = this.#reported.get(domain.name) ?? this.#bare.get(domain.name);
+      if (known && known.id === domain.id && (domain.uuid === undefined || known.uuid === domain.uuid)) continue;
+      this.#enqueue(domain.name, domain.uuid ?? domain.name);
+    }
+    for (const [name, seq] of this.#touched) {
+      if (seq <= listedAt && !this.#queue.has(name) && !this.#running.has(name)) this.#touched.delete(name);
+    }
+    await this.#whenIdle();
+  }
+
+  async #follow(): Promise<void> {
+    try {
+      for await (const item of this.#virsh.followEvents({ signal: this.#controller.signal })) {
+        if (item.type === 'domain') this.#onDomainEvent(item);
+        else if (item.type === 'stream-started') this.#scheduleResync();
+      }
+    } catch (error) {
+      if (!this.#controller.signal.aborted) this.#logger.error(`following libvirt events failed: ${errorMessage(error)}; only the periodic rescan notices guests now`);
+    }
+  }
+
+  #scheduleResync(): void {
+    const timer = setTimeout(() => {
+      this.#timers.splice(this.#timers.indexOf(timer), 1);
+      void this.rescan();
+    }, this.#resyncDelayMs).unref();
+    this.#timers.push(timer);
+  }
+
+  #onDomainEvent(event: DomainEvent): void {
+    const stopped = event.lifecycle === 'stopped';
+    if (!stopped && event.lifecycle !== 'started' && event.event !== 'device-added' && event.event !== 'device-removed') return;
+    this.#touched.set(event.domain, ++this.#seq);
+    this.#logger.debug(`domain ${event.domain}: ${event.event} ${event.lifecycle ?? ''} ${event.detail}`);
+    if (stopped) {
+      this.#queue.delete(event.domain);
+      this.#forget(event.domain);
+    } else {
+      this.#enqueue(event.domain, event.domain);
+    }
+  }
+
+  #enqueue(name: string, lookup: string): void {
+    if (this.#controller.signal.aborted) return;
+    this.#queue.set(name, lookup);
+    this.#pump();
+  }
+
+  // Start queued inspections up to the concurrency limit, never two for the same domain at once.
+  #pump(): void {
+    for (const [name, lookup] of this.#queue) {
+      if (this.#running.size >= this.#concurrency) return;
+      if (this.#running.has(name)) continue;
+      this.#queue.delete(name);
+      const inspection = this.#inspect(name, lookup)
+        .catch((error: unknown) => this.#logger.error(`inspecting domain ${name} failed: ${errorMessage(error)}`))
+        .finally(() => {
+          this.#running.delete(name);
+          this.#pump();
+          if (this.#running.size === 0 && this.#queue.size === 0) this.#wakeIdleWaiters();
+        });
+      this.#running.set(name, inspection);
+    }
+  }
+
+  async #inspect(name: string, lookup: string): Promise<void> {
+    const startedAt = this.#seq;
+    let xml: string;
+    try {
+      xml = await this.#virsh.dumpXml(lookup, { signal: this.#controller.signal });
+    } catch (error) {
+      if (this.#touchedSince(name, startedAt)) return;
+      if (error instanceof VirshError && error.kind === 'no-domain') this.#forget(name);
+      else this.#logFailure(`inspect domain ${name}`, error);
+      return;
+    }
+    if (this.#touchedSince(name, startedAt) || this.#controller.signal.aborted) return;
+    let domain: DomainDescription;
+    try {
+      domain = parseDomainXml(xml);
+    } catch (error) {
+      this.#logOnce(`xml:${name}`, 'warn', `cannot read the XML of domain ${name}: ${errorMessage(error)}`);
+      return;
+    }
+    if (domain.id === undefined) {
+      this.#forget(name); // stopped between list and dumpxml
+      return;
+    }
+    const identity = { uuid: domain.uuid, id: domain.id };
+    const { channels, problems } = findNegotiatorChannels(domain);
+    for (const problem of problems) this.#logOnce(`${domain.uuid ?? name}:${problem}`, 'warn', `guest ${name}: ${problem}`);
+    if (!channels.hostToGuest && !channels.guestToHost) {
+      this.#forget(name);
+      this.#bare.set(name, identity);
+      this.#logOnce(`bare:${domain.uuid ?? name}`, 'info', `guest ${name} has no negotiator channels; see libvirt/ to add them`);
+      return;
+    }
+    this.#bare.delete(name);
+    this.#reported.set(name, identity);
+    const guest: DiscoveredGuest = { name, source: 'libvirt', channels, id: domain.id };
+    if (domain.uuid !== undefined) guest.uuid = domain.uuid;
+    this.#sink.set(guest);
+  }
+
+  #touchedSince(name: string, seq: number): boolean {
+    return (this.#touched.get(name) ?? -1) > seq;
+  }
+
+  #forget(name: string): void {
+    this.#bare.delete(name);
+    if (this.#reported.delete(name) && !this.#controller.signal.aborted) this.#sink.delete('libvirt', name);
+  }
+
+  #whenIdle(): Promise<void> {
+    if (this.#running.size === 0 && this.#queue.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #wakeIdleWaiters(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  // libvirt-wide outages are logged by the virsh seam (once); anything else is worth a line each time.
+  #logFailure(what: string, error: unknown): void {
+    if (this.#controller.signal.aborted) return;
+    if (error instanceof VirshError && error.kind !== 'failed' && error.kind !== 'no-domain') {
+      this.#logger.debug(`could not ${what}: ${error.message}`);
+    } else {
+      this.#logger.warn(`could not ${what}: ${errorMessage(error)}`);
+    }
+  }
+
+  #logOnce(key: string, level: 'info' | 'warn', message: string): void {
+    if (this.#loggedOnce.has(key)) return;
+    this.#loggedOnce.add(key);
+    this.#logger[level](message);
+  }
+}
+
+// ---- the domain XML ----------------------------------------------------------------------------------
+
+/** One `<channel>` of a domain, as far as discovery cares. */
+export interface DomainChannel {
+  /** `<channel type=...>`: `unix`, `pty`, `spicevmc`, ... */
+  type: string;
+  /** `<target name=...>` */
+  name?: string;
+  /** `<target type=...>`: `virtio`, `guestfwd`, ... */
+  targetType?: string;
+  /** `<source path=...>`: present for `unix` channels of a running domain. */
+  path?: string;
+  /** `<source mode=...>`: `bind` (QEMU listens: what we need) or `connect`. */
+  mode?: string;
+  /** `<target state=...>` (libvirt >= 1.2.x, running domains). */
+  state?: 'connected' | 'disconnected';
+}
+
+export interface DomainDescription {
+  name: string;
+  uuid?: string;
+  /** Absent for an inactive domain (`id` missing or -1). */
+  id?: number;
+  channels: DomainChannel[];
+}
+
+// Read what discovery needs from `virsh dumpxml` output. Throws a SyntaxError saying where the XML is bad.
+export function parseDomainXml(xml: string): DomainDescription {
+  const root = parseXml(xml);
+  if (root.name !== 'domain') throw new SyntaxError(`expected a <domain> document, got <${root.name}>`);
+  const name = childText(root, 'name');
+  if (!name) throw new SyntaxError('the <domain> has no <name>');
+  const description: DomainDescription = { name, channels: [] };
+  const uuid = childText(root, 'uuid');
+  if (uuid) description.uuid = uuid.toLowerCase();
+  const id = root.attributes.get('id');
+  if (id !== undefined && /^\d+$/.test(id.trim())) description.id = Number(id);
+  for (const devices of children(root, 'devices')) {
+    for (const channel of children(devices, 'channel')) {
+      const source = children(channel, 'source')[0]?.attributes;
+      const target = children(channel, 'target')[0]?.attributes;
+      const entry: DomainChannel = { type: channel.attributes.get('type') ?? '' };
+      setDefined(entry, 'name', target?.get('name'));
+      setDefined(entry, 'targetType', target?.get('type'));
+      setDefined(entry, 'path', source?.get('path'));
+      setDefined(entry, 'mode', source?.get('mode'));
+      const state = target?.get('state');
+      if (state === 'connected' || state === 'disconnected') entry.state = state;
+      description.channels.push(entry);
+    }
+  }
+  return description;
+}
+
+// The negotiator channels a domain has, and why any negotiator channel it has is unusable.
+export function findNegotiatorChannels(domain: DomainDescription): {
+  channels: DiscoveredGuest['channels'];
+  problems: string[];
+} {
+  const channels: DiscoveredGuest['channels'] = {};
+  const problems: string[] = [];
+  for (const role of Object.keys(CHANNEL_NAMES) as ChannelRole[]) {
+    const name = CHANNEL_NAMES[role];
+    const channel = domain.channels.find((candidate) => candidate.name === name);
+    if (!channel) continue;
+    if (channel.type !== 'unix') {
+      problems.push(`channel ${name} is <channel type='${channel.type}'>; negotiator-host needs <channel type='unix'> (see libvirt/)`);
+    } else if (channel.mode === 'connect') {
+      problems.push(`channel ${name} has <source mode='connect'>, so QEMU would connect to a socket nobody serves; use mode='bind' or leave <source> out (see libvirt/)`);
+    } else if (!channel.path) {
+      problems.push(`channel ${name} has no <source path> in the live XML; is the domain running?`);
+    } else {
+      const endpoint: ChannelEndpoint = { path: channel.path };
+      if (channel.state) endpoint.state = channel.state;
+      channels[role] = endpoint;
+    }
+  }
+  return { channels, problems };
+}
+
+function setDefined<K extends keyof DomainChannel>(target: DomainChannel, key: K, value: DomainChannel[K] | undefined): void {
+  if (value !== undefined) target[key] = value;
+}
+
+// ---- a small XML reader: elements, attributes (either quote), text, entities, comments, CDATA ----------
+
+interface XmlElement {
+  name: string;
+  attributes: Map<string, string>;
+  children: XmlElement[];
+  text: string;
+}
+
+const ENTITIES: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" };
+const NAME = /[^\s/>=]+/y;
+
+function children(element: XmlElement, name: string): XmlElement[] {
+  return element.children.filter((child) => child.name === name);
+}
+
+function childText(element: XmlElement, name: string): string | undefined {
+  return children(element, name)[0]?.text.trim();
+}
+
+function decodeEntities(text: string, at: number): string {
+  return text.replace(/&([^;&\s]*);?/g, (whole, entity: string) => {
+    if (!whole.endsWith(';')) throw new SyntaxError(`bad XML: unterminated entity near offset ${at}`);
+    const code = /^#x([0-9a-f]+)$/i.exec(entity)?.[1];
+    const decimal = /^#(\d+)$/.exec(entity)?.[1];
+    const value = code !== undefined ? String.fromCodePoint(parseInt(code, 16))
+      : decimal !== undefined ? String.fromCodePoint(Number(decimal))
+      : ENTITIES[entity];
+    if (value === undefined) throw new SyntaxError(`bad XML: unknown entity &${entity}; near offset ${at}`);
+    return value;
+  });
+}
+
+function parseXml(xml: string): XmlElement {
+  const stack: XmlElement[] = [];
+  let root: XmlElement | undefined;
+  let at = 0;
+  const fail = (what: string): never => {
+    throw new SyntaxError(`bad XML: ${what} at offset ${at}`);
+  };
+  const skipPast = (end: string, what: string): void => {
+    const found = xml.indexOf(end, at);
+    if (found < 0) fail(`unterminated ${what}`);
+    at = found + end.length;
+  };
+  while (at < xml.length) {
+    const open = xml.indexOf('<', at);
+    const text = xml.slice(at, open < 0 ? xml.length : open);
+    const current = stack.at(-1);
+    if (current) current.text += decodeEntities(text, at);
+    else if (text.trim() !== '') fail('text outside the root element');
+    if (open < 0) break;
+    at = open;
+    if (xml.startsWith('<!--', at)) skipPast('-->', 'comment');
+    else if (xml.startsWith('<![CDATA[', at)) {
+      const end = xml.indexOf(']]>', at);
+      if (end < 0 || !current) fail('unterminated or misplaced CDATA section');
+      if (current) current.text += xml.slice(at + 9, end);
+      at = end + 3;
+    } else if (xml.startsWith('<?', at)) skipPast('?>', 'processing instruction');
+    else if (xml.startsWith('<!', at)) {
+      const end = xml.indexOf('>', at);
+      if (end < 0 || xml.slice(at, end).includes('[')) fail('unsupported or unterminated declaration');
+      at = end + 1;
+    } else if (xml.startsWith('</', at)) {
+      const end = xml.indexOf('>', at);
+      const name = end < 0 ? '' : xml.slice(at + 2, end).trim();
+      if (stack.pop()?.name !== name) fail(`unexpected </${name}>`);
+      at = end + 1;
+    } else {
+      at += 1;
+      NAME.lastIndex = at;
+      const name = NAME.exec(xml)?.[0] ?? fail('element without a name');
+      at += name.length;
+      const element: XmlElement = { name, attributes: new Map(), children: [], text: '' };
+      if (current) current.children.push(element);
+      else if (root) fail('a second root element');
+      else root = element;
+      for (;;) {
+        while (/\s/.test(xml[at] ?? '')) at += 1;
+        if (xml.startsWith('/>', at)) {
+          at += 2;
+          break;
+        }
+        if (xml[at] === '>') {
+          at += 1;
+          stack.push(element);
+          break;
+        }
+        NAME.lastIndex = at;
+        const attribute = NAME.exec(xml)?.[0] ?? fail(`bad attribute in <${name}>`);
+        at += attribute.length;
+        while (/\s/.test(xml[at] ?? '')) at += 1;
+        if (xml[at] !== '=') fail(`attribute ${attribute} of <${name}> has no value`);
+        at += 1;
+        while (/\s/.test(xml[at] ?? '')) at += 1;
+        const quote = xml[at];
+        if (quote !== '"' && quote !== "'") fail(`attribute ${attribute} of <${name}> is not quoted`);
+        const end = xml.indexOf(quote ?? '', at + 1);
+        if (end < 0) fail(`unterminated value of attribute ${attribute}`);
+        if (element.attributes.has(attribute)) fail(`attribute ${attribute} given twice in <${name}>`);
+        element.attributes.set(attribute, decodeEntities(xml.slice(at + 1, end), at));
+        at = end + 1;
+      }
+    }
+  }
+  if (stack.length > 0) fail(`<${stack.at(-1)?.name ?? ''}> is never closed`);
+  return root ?? fail('no root element');
+}

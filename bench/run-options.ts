@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const SCENARIOS = ['ping', 'execute', 'stream', 'qga'] as const;
+export const SCENARIOS = ['ping', 'execute', 'stream'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 const DEFAULT_JSON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results/latest.json');
@@ -16,6 +16,7 @@ export interface RunOptions {
   /** Transfers per size and contender; undefined: by size (see `repsFor`). */
   reps: number | undefined;
   only: ReadonlySet<Scenario>;
+  /** Interleave qemu-ga's equivalents when it is installed (and not `rpcOnly`). */
   qga: boolean;
   /** Negotiator contenders only, no baselines (for profiling). */
   rpcOnly: boolean;
@@ -51,7 +52,7 @@ export function parseRunOptions(argv: readonly string[]): Readonly<RunOptions> {
     .addOption(new Option('--sizes <mib>', 'streamed output sizes in MiB, comma-separated').default([1, 16, 256]).argParser((v) => v.split(',').map(parsePositiveInt('sizes'))))
     .addOption(new Option('--reps <n>', 'transfers per size and contender (default 15 / 7 / 5 for <= 1 / <= 16 / larger MiB)').argParser(parsePositiveInt('reps')))
     .addOption(new Option('--only <scenarios>', `comma-separated subset of ${SCENARIOS.join(', ')}`).default([...SCENARIOS]).argParser(parseScenarios))
-    .option('--no-qga', 'skip the qemu-ga comparison')
+    .option('--no-qga', 'leave qemu-ga out even when it is installed')
     .option('--rpc-only', 'negotiator contenders only, no baselines (for profiling with --cpu-prof)', false)
     .addOption(new Option('--json <file>', 'where the machine-readable results go').default(DEFAULT_JSON))
     .addOption(

@@ -5,21 +5,21 @@ import os from 'node:os';
 import path from 'node:path';
 import { openAgentClient } from './agent-client.js';
 import { openCpuProbe } from './baseline-client.js';
-import { formatQgaReport, runQemuGaBench, DEFAULT_QGA_PLAN, type QgaReport } from './qemu-ga.js';
+import { openQemuGa, type QgaContenders } from './qemu-ga.js';
 import { describeMachine, fixed, formatTable, formatVerdicts, round2, writeJson, type TargetVerdict } from './report.js';
 import { parseRunOptions } from './run-options.js';
 import { LATENCY_ROWS, STREAM_CONTENDERS, measureExecute, measurePing, measureStreams, type StreamContender, type StreamRow } from './scenarios.js';
 import { startServerProcess } from './server-process.js';
-import type { LatencySummary } from './stats.js';
+import { medianOf, type LatencySummary } from './stats.js';
 import { judgeAgainstBaselines, judgeAgainstQemuGa } from './targets.js';
 import { createWorkspace } from './workspace.js';
 
-function formatLatency(latency: Record<string, LatencySummary>): string {
+function formatLatency(latency: Record<string, LatencySummary>, qga: QgaContenders | undefined): string {
   const echo = latency[LATENCY_ROWS.echo] ?? latency[LATENCY_ROWS.echoDuringExecute];
   return formatTable(
     ['round trip', 'median us', 'p99 us', 'vs echo median', 'CPU us/call', 'n'],
     Object.entries(latency).map(([name, s]) => [
-      name,
+      name === LATENCY_ROWS.qgaExec && qga ? `${name} (median ${medianOf(qga.polls)})` : name,
       fixed(s.medianUs),
       fixed(s.p99Us),
       echo && !name.startsWith(LATENCY_ROWS.echo) ? `${fixed(s.medianUs / echo.medianUs, 2)}x` : '',
@@ -58,6 +58,10 @@ async function main(argv: string[]): Promise<number> {
   const machine = describeMachine();
   console.log(`negotiator benchmark: ${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}, ${machine.kernel}, 1-min load ${machine.loadavgStart}`);
   console.log('client: this process; server (agent + bare baselines): a separate node process; one UNIX socket, one connection per contender\n');
+  const qga = options.qga && !options.rpcOnly ? await openQemuGa() : { skipped: options.rpcOnly ? '--rpc-only' : '--no-qga' };
+  const qgaContenders = 'skipped' in qga ? undefined : qga;
+  if ('skipped' in qga) console.log(`qemu-ga: skipped: ${qga.skipped}\n`);
+  else console.log(`qemu-ga: ${qga.version}, its own process on its own UNIX socket, interleaved with the rest\n`);
   const workspace = createWorkspace();
   let latency: Record<string, LatencySummary> = {};
   let streams: StreamRow[] = [];
@@ -68,10 +72,10 @@ async function main(argv: string[]): Promise<number> {
     const probe = await openCpuProbe(workspace.socketPath);
     try {
       serverRssMiB.start = await probe.readRssMiB();
-      const context = { socketPath: workspace.socketPath, agent, options };
+      const context = { socketPath: workspace.socketPath, agent, options, qga: qgaContenders };
       if (options.only.has('ping')) latency = { ...latency, ...(await measurePing(context)) };
       if (options.only.has('execute')) latency = { ...latency, ...(await measureExecute(context)) };
-      if (Object.keys(latency).length > 0) console.log(formatLatency(latency) + '\n');
+      if (Object.keys(latency).length > 0) console.log(formatLatency(latency, qgaContenders) + '\n');
       if (options.only.has('stream')) {
         streams = await measureStreams(context);
         console.log(formatStreams(streams) + '\n');
@@ -84,16 +88,11 @@ async function main(argv: string[]): Promise<number> {
       await server.stop();
     }
   } finally {
+    await qgaContenders?.close();
     workspace.remove();
   }
 
-  const verdicts: TargetVerdict[] = judgeAgainstBaselines(latency, streams);
-  let qga: QgaReport = { skipped: '--no-qga, or --only without qga' };
-  if (options.only.has('qga') && options.qga) {
-    qga = await runQemuGaBench({ ...DEFAULT_QGA_PLAN, pings: options.pings, execs: options.execs });
-    if (!('skipped' in qga)) verdicts.push(...judgeAgainstQemuGa(qga, latency, streams));
-  }
-  console.log(formatQgaReport(qga) + '\n');
+  const verdicts: TargetVerdict[] = [...judgeAgainstBaselines(latency, streams), ...judgeAgainstQemuGa(latency, streams)];
   if (verdicts.length > 0) console.log(formatVerdicts(verdicts) + '\n');
 
   const loadavgEnd = round2(os.loadavg()[0] ?? 0);
@@ -109,7 +108,9 @@ async function main(argv: string[]): Promise<number> {
     serverRssMiB,
     latency,
     streams,
-    qemuGa: qga,
+    qemuGa: qgaContenders
+      ? { version: qgaContenders.version, pollIntervalMs: qgaContenders.pollIntervalMs, medianStatusPolls: medianOf(qgaContenders.polls) }
+      : qga,
     verdicts,
   });
   console.log(`1-min load at the end: ${loadavgEnd}; results written to ${path.relative(process.cwd(), options.json)}`);

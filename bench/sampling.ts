@@ -9,8 +9,8 @@ export interface LatencyPlan {
   count: number;
   /** The measured calls are split into this many interleaved blocks. */
   rounds: number;
-  /** CPU time of the server process so far, ms; when given, CPU per call is measured per block. */
-  readServerCpuMs?: () => Promise<number>;
+  /** CPU time so far of the process serving `contender`, ms; when given, CPU per call is measured per block. */
+  readServerCpuMs?: (contender: string) => Promise<number>;
 }
 
 /** Round-trip times (ms) of one contender, and the CPU (client + server, ms) its measured calls took. */
@@ -38,13 +38,13 @@ export async function sampleLatencies(contenders: Record<string, () => Promise<v
       const call = contenders[name]!;
       const sample = samples[name]!;
       const n = Math.min(perRound, plan.count - sample.times.length);
-      const cpuBefore = plan.readServerCpuMs ? (await plan.readServerCpuMs()) + ownCpuMs() : 0;
+      const cpuBefore = plan.readServerCpuMs ? (await plan.readServerCpuMs(name)) + ownCpuMs() : 0;
       for (let i = 0; i < n; i++) {
         const start = performance.now();
         await call();
         sample.times.push(performance.now() - start);
       }
-      if (plan.readServerCpuMs) sample.cpuMs! += (await plan.readServerCpuMs()) + ownCpuMs() - cpuBefore;
+      if (plan.readServerCpuMs) sample.cpuMs! += (await plan.readServerCpuMs(name)) + ownCpuMs() - cpuBefore;
     }
   }
   return samples;
@@ -53,8 +53,8 @@ export async function sampleLatencies(contenders: Record<string, () => Promise<v
 export interface TransferPlan {
   bytes: number;
   reps: number;
-  /** CPU time of the server process so far, ms (this process's own is read locally). */
-  readServerCpuMs: () => Promise<number>;
+  /** CPU time so far of the process serving `contender`, ms (this process's own is read locally). */
+  readServerCpuMs: (contender: string) => Promise<number>;
 }
 
 function ownCpuMs(): number {
@@ -68,12 +68,12 @@ export async function sampleTransfers(contenders: Record<string, (bytes: number)
   const samples: Record<string, TransferSample[]> = Object.fromEntries(names.map((name) => [name, []]));
   for (let rep = 0; rep < plan.reps; rep++) {
     for (const name of rotate(names, rep)) {
-      const serverBefore = await plan.readServerCpuMs();
+      const serverBefore = await plan.readServerCpuMs(name);
       const clientBefore = ownCpuMs();
       const start = performance.now();
       await contenders[name]!(plan.bytes);
       const wallMs = performance.now() - start;
-      const cpuMs = ownCpuMs() - clientBefore + (await plan.readServerCpuMs()) - serverBefore;
+      const cpuMs = ownCpuMs() - clientBefore + (await plan.readServerCpuMs(name)) - serverBefore;
       samples[name]!.push({ wallMs, cpuMs });
     }
   }

@@ -52,6 +52,7 @@ export const ERROR_CODES = {
   busy: -32022,
   spawnFailed: -32023,
   flowControl: -32024,
+  unknownGuest: -32030,
 } as const;
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
 

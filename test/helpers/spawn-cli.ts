@@ -25,33 +25,46 @@ export async function runCli(cli: string, args: string[], options: { input?: str
   return { exitCode: result.exitCode, stdout: String(result.stdout), stderr: String(result.stderr) };
 }
 
-// Start a long-running CLI (a daemon); the caller kills it.
+const outputs = new WeakMap<ResultPromise, { text: string; listeners: Set<() => void> }>();
+
+// Start a long-running CLI (a daemon); the caller kills it. Its output is kept for waitForOutput.
 export function startCli(cli: string, args: string[], env: Record<string, string> = {}): ResultPromise {
-  return execa(process.execPath, [cli, ...args], { reject: false, stdin: 'ignore', buffer: true, all: true, env: { ...env, NODE_OPTIONS: '' } });
+  const child = execa(process.execPath, [cli, ...args], { reject: false, stdin: 'ignore', buffer: true, all: true, env: { ...env, NODE_OPTIONS: '' } });
+  const record = { text: '', listeners: new Set<() => void>() };
+  outputs.set(child, record);
+  child.all?.on('data', (chunk: Buffer) => {
+    record.text += chunk.toString();
+    for (const listener of record.listeners) listener();
+  });
+  return child;
 }
 
-// Resolve when `text` appears in the process's combined output (rejects after timeoutMs).
-export function waitForOutput(child: ResultPromise, pattern: RegExp, timeoutMs = 10_000): Promise<string> {
+// How much output the child has produced so far (pass it to waitForOutput to wait for newer output).
+export function outputMark(child: ResultPromise): number {
+  return outputs.get(child)?.text.length ?? 0;
+}
+
+// Resolve when `pattern` appears in the child's output after `since` (rejects after timeoutMs).
+export function waitForOutput(child: ResultPromise, pattern: RegExp, timeoutMs = 10_000, since = 0): Promise<string> {
+  const record = outputs.get(child);
+  if (!record) return Promise.reject(new Error('waitForOutput needs a child started with startCli'));
   return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`no output matching ${pattern} within ${timeoutMs} ms; got:\n${seen}`));
-    }, timeoutMs);
-    const onData = (chunk: Buffer): void => {
-      seen += chunk.toString();
-      const match = pattern.exec(seen);
+    const check = (): void => {
+      const match = pattern.exec(record.text.slice(since));
       if (match) {
         cleanup();
         resolve(match[0]);
       }
     };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no output matching ${pattern} within ${timeoutMs} ms; got:\n${record.text.slice(since)}`));
+    }, timeoutMs);
     const cleanup = (): void => {
       clearTimeout(timer);
-      child.stdout?.off('data', onData);
-      child.stderr?.off('data', onData);
+      record.listeners.delete(check);
     };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
+    record.listeners.add(check);
+    check();
   });
 }

@@ -1,0 +1,108 @@
+#!/usr/bin/env node
+// negotiator-host: argument parsing only; the work is in run-host.ts.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { readPackageVersion } from '../common/agent-info.js';
+import { EXIT_CODES, formatCliError } from '../common/cli-actions.js';
+import { DEFAULT_COMMAND_DIRECTORY, collectDirectory, increment, logLevelOf, parseBytes, parseCount, parseTimeoutSeconds } from '../common/cli-options.js';
+import { DEFAULT_HOST_CONTROL_SOCKET, PROGRAM, runHostCli } from './run-host.js';
+
+// A group name or number to a gid (from /etc/group).
+function parseGroup(value: string): number {
+  if (/^\d+$/.test(value)) return Number(value);
+  const line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[0] === value);
+  if (!line) throw new InvalidArgumentError(`no group \`${value}\` in /etc/group (create it with groupadd, or give a number)`);
+  return Number(line.split(':')[2]);
+}
+
+const program = new Command(PROGRAM)
+  .description('Run commands inside KVM/QEMU guests, and serve the guests\' requests (--daemon).')
+  .version(readPackageVersion(), '--version')
+  .argument('[guest]', 'the guest (libvirt domain name, or a --guest NAME)')
+  .option('-d, --daemon', 'serve every guest: keep their channels open, run their requests with the host\'s command directories')
+  .option('-g, --list-guests', 'list the guests, with their agent\'s state')
+  .option('-l, --list-commands', 'list the commands GUEST offers')
+  .option('-e, --execute <command>', 'run a command in GUEST, e.g. --execute \'df -h /\' vm1 (split like a shell, no shell runs)')
+  .addOption(new Option('-t, --timeout <seconds>', 'deadline of a request; the command is terminated after it (0 = none)').default(10_000, '10').argParser(parseTimeoutSeconds))
+  .option('--json', 'print machine-readable results (guests, list and execute)', false)
+  .option('-n, --no-stdin', 'do not forward stdin to the command (it reads /dev/null)')
+  .option('--guest <name=spec>', 'a guest that is not libvirt\'s (repeatable): NAME=DIR holding the two channel sockets, or NAME=h2g=PATH,g2h=PATH', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--no-libvirt', 'do not ask libvirt for guests (only --guest ones)')
+  .option('--libvirt-uri <uri>', 'libvirt connection', 'qemu:///system')
+  .addOption(new Option('--rescan <seconds>', 'daemon: safety-net rescan of libvirt and --guest sockets').default(30_000, '30').argParser(parseTimeoutSeconds))
+  .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', DEFAULT_HOST_CONTROL_SOCKET)
+  .addOption(new Option('--control-mode <octal>', 'file mode of the control socket (0600: root only)').default(0o600, '0600').argParser((v) => parseInt(v, 8)))
+  .addOption(new Option('--control-group <group>', 'daemon: let this group use the control socket (mode becomes 0660)').argParser(parseGroup))
+  .option('--commands-dir <dir>', `daemon: a command directory (repeatable, first wins; default ${DEFAULT_COMMAND_DIRECTORY})`, collectDirectory)
+  .option('--no-builtin-commands', 'daemon: do not offer the built-in read-only commands')
+  .addOption(new Option('--max-concurrent <n>', 'daemon: commands running at once per guest channel').default(8).argParser(parseCount(false)))
+  .addOption(new Option('--max-queued <n>', 'daemon: commands waiting for a slot per channel; more are refused as busy').default(1024).argParser(parseCount(true)))
+  .addOption(new Option('--max-command-time <seconds>', 'daemon: longest any command may run, whatever a guest asks (0 = no cap)').default(3_600_000, '3600').argParser(parseTimeoutSeconds))
+  .addOption(new Option('--max-output <size>', 'daemon: stdout (and stderr) bytes sent per command; the rest is dropped and reported (0 = no cap)').default(1024 ** 3, '1G').argParser(parseBytes))
+  .addOption(new Option('--kill-grace <seconds>', 'daemon: between SIGTERM and SIGKILL of a command\'s process group').default(5000, '5').argParser(parseTimeoutSeconds))
+  .addOption(new Option('--max-line-bytes <size>', 'longest protocol line accepted').default(1024 * 1024, '1M').argParser(parseBytes))
+  .addOption(new Option('--grace <seconds>', 'daemon: on SIGTERM, how long running commands may finish before they are canceled').default(10_000, '10').argParser(parseTimeoutSeconds))
+  .option('-v, --verbose', 'more log lines (repeat for debug)', increment, 0)
+  .option('-q, --quiet', 'fewer log lines (repeat for errors only)', increment, 0)
+  .addHelpText(
+    'after',
+    `
+Examples:
+  ${PROGRAM} --daemon                       serve all guests (run under systemd or supervisord)
+  ${PROGRAM} --list-guests                  which guests, is their agent up?
+  ${PROGRAM} --list-commands vm1            what may the host ask of vm1?
+  ${PROGRAM} --execute 'ip-addresses' vm1   run a guest command; its output streams here
+  ${PROGRAM} --guest vm1=/run/vm1 --execute uptime vm1     a plain QEMU guest (-chardev socket,server=on)
+
+Exit status: the guest command's own; 128+N when a signal N ended it; 124 when its --timeout ended it;
+127 no such command in the guest; 126 it could not be run; 130 interrupted (Ctrl-C cancels it in the guest);
+255 negotiator failed (unknown guest, no channel, guest agent not answering); 2 usage error.
+See the README for set-up (libvirt/), security and troubleshooting.`,
+  )
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+try {
+  program.parse(process.argv);
+} catch (error) {
+  const code = (error as { exitCode?: number }).exitCode;
+  process.exit(code === 0 ? 0 : EXIT_CODES.usage);
+}
+const parsed = program.opts();
+try {
+  const code = await runHostCli(
+    {
+      daemon: Boolean(parsed.daemon),
+      listGuests: Boolean(parsed.listGuests),
+      listCommands: Boolean(parsed.listCommands),
+      execute: parsed.execute,
+      guestName: program.args[0],
+      timeoutMs: parsed.timeout,
+      guest: parsed.guest,
+      libvirt: parsed.libvirt,
+      libvirtUri: parsed.libvirtUri,
+      rescanIntervalMs: parsed.rescan,
+      controlSocket: parsed.controlSocket,
+      controlMode: parsed.controlMode,
+      controlGroup: parsed.controlGroup,
+      commandsDir: parsed.commandsDir,
+      builtinCommands: parsed.builtinCommands,
+      json: parsed.json,
+      stdin: parsed.stdin,
+      logLevel: logLevelOf(parsed.verbose, parsed.quiet),
+      maxConcurrent: parsed.maxConcurrent,
+      maxQueued: parsed.maxQueued,
+      maxCommandTimeMs: parsed.maxCommandTime,
+      maxOutputBytes: parsed.maxOutput,
+      killGraceMs: parsed.killGrace,
+      maxLineBytes: parsed.maxLineBytes,
+      graceMs: parsed.grace,
+    },
+    { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
+  );
+  process.exitCode = code;
+  process.stdout.write('', () => process.exit(code));
+} catch (error) {
+  process.stderr.write(formatCliError(PROGRAM, error));
+  process.exit(error instanceof Error && error.name === 'ConfigError' ? EXIT_CODES.usage : EXIT_CODES.failure);
+}

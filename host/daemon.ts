@@ -1,0 +1,138 @@
+// The host daemon: discovers guests (libvirt and --guest), keeps one connection per guest channel,
+// serves guests' requests with the host's command directories (telling each command which guest asked),
+// and lets local CLIs reach any guest through its control socket, multiplexed over those connections.
+import { createAgentInfo, readOsInfo, readPackageVersion } from '../common/agent-info.js';
+import { startAgentSession } from '../common/agent-session.js';
+import { createCommandRegistry } from '../common/command-registry.js';
+import type { CommandServiceOptions } from '../common/command-service.js';
+import { startControlServer, type ControlServer } from '../common/control-server.js';
+import { announceReady } from '../common/daemon-lifecycle.js';
+import { RpcError } from '../common/errors.js';
+import { registerExecuteRelay } from '../common/execute-relay.js';
+import type { Logger } from '../common/logger.js';
+import { ERROR_CODES, METHODS, type AgentInfo } from '../common/protocol.js';
+import type { RpcPeer } from '../common/rpc-peer.js';
+import { GuestConnections } from './guest-connections.js';
+import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-registry.js';
+
+/** The control socket's default path. */
+export const DEFAULT_HOST_CONTROL_SOCKET = '/run/negotiator/host.sock';
+
+export interface HostDaemonOptions {
+  discovery: GuestDiscoveryOptions;
+  commandDirectories: string[];
+  controlSocket: string;
+  controlMode: number;
+  controlGid?: number;
+  limits: Omit<CommandServiceOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv'>;
+  requestTimeoutMs: number;
+  maxLineBytes: number;
+  graceMs: number;
+  logger: Logger;
+}
+
+/** A running host daemon; `stop()` is idempotent. */
+export interface HostDaemon {
+  readonly info: Omit<AgentInfo, 'nonce'>;
+  readonly connections: GuestConnections;
+  stop(reason: string): Promise<void>;
+}
+
+// Start the daemon; resolves once discovery made its first pass and the control socket listens.
+export async function startHostDaemon(options: HostDaemonOptions): Promise<HostDaemon> {
+  const log = options.logger;
+  const { nonce: _unused, ...info } = createAgentInfo({ side: 'host', os: await readOsInfo(), nonce: '' });
+  const registry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
+  await registry.ready;
+  const discovery = createGuestDiscovery({ ...options.discovery, logger: log.child('discovery') });
+
+  const connections = new GuestConnections({
+    registry: discovery.registry,
+    logger: log,
+    graceMs: options.graceMs,
+    startSession: (guest, role, channel) => {
+      const label = `guest ${guest.name} (${role === 'hostToGuest' ? 'host-to-guest' : 'guest-to-host'})`;
+      return startAgentSession({
+        channel,
+        label,
+        localInfo: info,
+        logger: log.child(`guest ${guest.name}`),
+        announce: role === 'hostToGuest',
+        peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes },
+        serve: {
+          side: 'host',
+          commands: registry,
+          ...options.limits,
+          extraEnv: () => ({
+            NEGOTIATOR_GUEST: guest.name,
+            ...(guest.uuid ? { NEGOTIATOR_GUEST_UUID: guest.uuid } : {}),
+          }),
+          onExecuted: (record) => {
+            const outcome = record.result
+              ? `exit ${record.result.exitCode ?? record.result.signal}${record.result.timedOut ? ' (timed out)' : ''} in ${record.result.durationMs} ms`
+              : `failed: ${record.error}`;
+            log.info(`guest ${guest.name} ran \`${record.command}\` (${record.args.length} args): ${outcome}`);
+          },
+        },
+      });
+    },
+  });
+  await discovery.ready;
+
+  // The guest's outbound peer for a CLI request, or an error that says what to do.
+  const resolveGuest = async (params: Record<string, unknown>): Promise<RpcPeer> => {
+    const name = params.guest;
+    if (typeof name !== 'string' || name === '') {
+      throw new RpcError(ERROR_CODES.invalidParams, 'which guest? pass its name (negotiator-host --execute CMD GUEST)');
+    }
+    const connection = connections.get(name);
+    if (!connection) {
+      const known = connections.list().map((c) => c.guest.name);
+      throw new RpcError(ERROR_CODES.unknownGuest, `unknown guest \`${name}\`; known guests: ${known.join(', ') || '(none: is libvirt reachable, or pass --guest NAME=...?)'}`, { guest: name, known });
+    }
+    if (!connection.outbound) {
+      throw new RpcError(ERROR_CODES.unknownGuest, `guest \`${name}\` has no negotiator channels: add them to its domain (see libvirt/ and the README), then stop and start it`, { guest: name });
+    }
+    return connection.outbound.waitForPeer(options.requestTimeoutMs);
+  };
+
+  let control: ControlServer;
+  try {
+    control = await startControlServer({
+      path: options.controlSocket,
+      mode: options.controlMode,
+      ...(options.controlGid !== undefined ? { gid: options.controlGid } : {}),
+      localInfo: info,
+      logger: log.child('control'),
+      register: (peer) => {
+        registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: resolveGuest });
+        peer.handle(METHODS.listGuests, () => ({ guests: connections.status() }));
+        peer.handle(METHODS.status, () => ({ agent: info, guests: connections.status() }));
+      },
+    });
+  } catch (error) {
+    await connections.close('start-up failed');
+    await discovery.close();
+    await registry.close();
+    throw error;
+  }
+  await announceReady(
+    log,
+    `negotiator-host ${readPackageVersion()} ready: control socket ${options.controlSocket}, ${connections.list().length} guest(s) known`,
+  );
+
+  let stopping: Promise<void> | undefined;
+  return {
+    info,
+    connections,
+    stop(reason) {
+      stopping ??= (async () => {
+        await control.close();
+        await discovery.close();
+        await connections.close(reason);
+        await registry.close();
+      })();
+      return stopping;
+    },
+  };
+}

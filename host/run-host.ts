@@ -1,0 +1,132 @@
+// What `negotiator-host` does with its parsed options: run the daemon, list guests, or list / execute
+// on one guest (through the daemon when one runs, else straight to the guest's socket).
+import { createAgentInfo, readOsInfo } from '../common/agent-info.js';
+import { builtinCommandsDirectory } from '../common/builtin-commands.js';
+import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from '../common/cli-actions.js';
+import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli-client.js';
+import { DEFAULT_COMMAND_DIRECTORY } from '../common/cli-options.js';
+import { stopOnSignals } from '../common/daemon-lifecycle.js';
+import { createLogger, type LogLevel } from '../common/logger.js';
+import { METHODS } from '../common/protocol.js';
+import { connectChannel } from '../common/stream-channel.js';
+import { DEFAULT_HOST_CONTROL_SOCKET, startHostDaemon } from './daemon.js';
+import type { GuestStatus } from './guest-connections.js';
+import { printGuests, probeGuests } from './list-guests.js';
+import { locateGuest } from './locate-guest.js';
+import { parseGuestSpecs } from './static-guests.js';
+import { createVirsh } from './virsh.js';
+
+export const PROGRAM = 'negotiator-host';
+
+/** Options as the CLI parsed them (see host/cli.ts for their documentation and defaults). */
+export interface HostCliOptions {
+  daemon: boolean;
+  listGuests: boolean;
+  listCommands: boolean;
+  execute?: string;
+  guestName?: string;
+  timeoutMs: number;
+  guest: string[];
+  libvirt: boolean;
+  libvirtUri: string;
+  rescanIntervalMs: number;
+  controlSocket: string;
+  controlMode: number;
+  controlGroup?: number;
+  commandsDir?: string[];
+  builtinCommands: boolean;
+  json: boolean;
+  stdin: boolean;
+  logLevel: LogLevel;
+  maxConcurrent: number;
+  maxQueued: number;
+  maxCommandTimeMs: number;
+  maxOutputBytes: number;
+  killGraceMs: number;
+  maxLineBytes: number;
+  graceMs: number;
+}
+
+// Run the CLI; resolves with the exit code (the daemon only when asked to stop).
+export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<number> {
+  const logger = createLogger({ level: options.logLevel });
+  const staticGuests = parseGuestSpecs(options.guest);
+  if (options.daemon) {
+    const daemon = await startHostDaemon({
+      discovery: {
+        staticGuests,
+        libvirt: options.libvirt ? { virsh: createVirsh({ uri: options.libvirtUri, logger: logger.child('virsh') }) } : false,
+        rescanIntervalMs: options.rescanIntervalMs,
+      },
+      commandDirectories: [...(options.commandsDir ?? [DEFAULT_COMMAND_DIRECTORY]), ...(options.builtinCommands ? [builtinCommandsDirectory()] : [])],
+      controlSocket: options.controlSocket,
+      controlMode: options.controlGroup !== undefined && options.controlMode === 0o600 ? 0o660 : options.controlMode,
+      ...(options.controlGroup !== undefined ? { controlGid: options.controlGroup } : {}),
+      limits: {
+        maxConcurrent: options.maxConcurrent,
+        maxQueued: options.maxQueued,
+        maxTimeoutMs: options.maxCommandTimeMs,
+        maxOutputBytes: options.maxOutputBytes,
+        killGraceMs: options.killGraceMs,
+      },
+      requestTimeoutMs: options.timeoutMs,
+      maxLineBytes: options.maxLineBytes,
+      graceMs: options.graceMs,
+      logger,
+    });
+    return new Promise<number>(() => {
+      stopOnSignals(logger, (signal) => daemon.stop(`${PROGRAM} received ${signal}`), options.graceMs * 2 + 10_000);
+    });
+  }
+  const wantsGuest = options.listCommands || options.execute !== undefined;
+  if (!options.listGuests && !wantsGuest) {
+    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-guests, --list-commands GUEST or --execute 'COMMAND ARGS' GUEST (see --help)\n`);
+    return EXIT_CODES.usage;
+  }
+  if (wantsGuest && !options.guestName) {
+    io.stderr.write(`${PROGRAM}: which guest? e.g. ${PROGRAM} ${options.listCommands ? '--list-commands' : `--execute '${options.execute}'`} GUEST (--list-guests shows them)\n`);
+    return EXIT_CODES.usage;
+  }
+  const { nonce: _unused, ...localInfo } = createAgentInfo({ side: 'host', os: await readOsInfo(), nonce: '' });
+  const virsh = options.libvirt ? createVirsh({ uri: options.libvirtUri }) : undefined;
+  const groupHint = 'ask for access (the daemon\'s --control-group) or use sudo';
+
+  if (options.listGuests) {
+    try {
+      const daemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint);
+      let guests: GuestStatus[];
+      if (daemon) {
+        try {
+          guests = ((await daemon.request(METHODS.listGuests, {}, { timeoutMs: options.timeoutMs })) as { guests: GuestStatus[] }).guests;
+        } finally {
+          await daemon.close();
+        }
+      } else {
+        guests = await probeGuests({ staticGuests, virsh, localInfo, timeoutMs: Math.min(options.timeoutMs || 2000, 2000) });
+      }
+      printGuests(guests, { json: options.json, viaDaemon: daemon !== undefined, io });
+      return EXIT_CODES.ok;
+    } catch (error) {
+      io.stderr.write(formatCliError(PROGRAM, error));
+      return exitCodeOfError(error);
+    }
+  }
+
+  const guestName = options.guestName!;
+  const connect = async (): Promise<ClientConnection> => {
+    const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint);
+    if (viaDaemon) return { peer: viaDaemon, viaDaemon: true };
+    const guest = await locateGuest(guestName, staticGuests, virsh);
+    const endpoint = guest.channels.hostToGuest ?? guest.channels.guestToHost!;
+    const channel = await connectChannel(endpoint.path, 5000);
+    const peer = startClientPeer(channel, localInfo, `guest ${guestName}${endpoint.state ? ` (libvirt says the channel is ${endpoint.state})` : ''}`, options.timeoutMs);
+    return { peer, viaDaemon: false };
+  };
+  return runClientAction(PROGRAM, io, connect, async ({ peer, viaDaemon }, signal) => {
+    const target = viaDaemon ? { guest: guestName } : {};
+    if (options.listCommands) return runListAction({ peer, ...target, timeoutMs: options.timeoutMs, json: options.json, io });
+    return runExecuteAction({ peer, ...target, commandLine: options.execute!, timeoutMs: options.timeoutMs, json: options.json, forwardStdin: options.stdin, io, signal });
+  });
+}
+
+export { DEFAULT_HOST_CONTROL_SOCKET };

@@ -1,6 +1,7 @@
 // The host's list of guests it can talk to, fed by two sources (libvirt domains and `--guest` options),
 // announcing `guest-up`, `guest-down` and `guest-changed`. `createGuestDiscovery()` wires the sources in.
 import { EventEmitter } from 'node:events';
+import { ConfigError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { LibvirtDiscovery, type LibvirtDiscoveryOptions } from './libvirt-discovery.js';
 import { StaticGuestWatcher, type StaticGuestSpec } from './static-guests.js';
@@ -159,8 +160,11 @@ export interface GuestDiscovery {
 // Start discovering guests from libvirt and from the static specs.
 export function createGuestDiscovery(options: GuestDiscoveryOptions = {}): GuestDiscovery {
   const logger = options.logger ?? silentLogger;
-  const registry = new GuestRegistry(logger);
   const rescanIntervalMs = options.rescanIntervalMs ?? 30_000;
+  if (!Number.isSafeInteger(rescanIntervalMs) || rescanIntervalMs <= 0) {
+    throw new ConfigError(`Expected the \`rescanIntervalMs\` option to be a positive integer, got \`${String(rescanIntervalMs)}\``);
+  }
+  const registry = new GuestRegistry(logger);
   const watcher = new StaticGuestWatcher({ specs: options.staticGuests ?? [], sink: registry, rescanIntervalMs, logger: logger.child('static') });
   const libvirtOptions = options.libvirt;
   const libvirt = libvirtOptions === false

@@ -2,7 +2,7 @@
 // every (re)connection of that stream and every `rescanIntervalMs` as a safety net, and inspects a
 // domain (`virsh dumpxml`) only when it is new: at most `concurrency` virsh processes at a time.
 // Socket paths always come from the domain XML; libvirt has changed its layout several times.
-import { errorMessage } from '../common/errors.js';
+import { ConfigError, errorMessage } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { CHANNEL_NAMES, type ChannelEndpoint, type ChannelRole, type DiscoveredGuest, type GuestSink } from './guest-registry.js';
 import { VirshError, type DomainEvent, type Virsh } from './virsh.js';
@@ -56,9 +56,10 @@ export class LibvirtDiscovery {
     const rescanIntervalMs = options.rescanIntervalMs ?? 30_000;
     this.#concurrency = options.concurrency ?? 4;
     this.#resyncDelayMs = options.resyncDelayMs ?? 500;
-    for (const [key, value] of Object.entries({ rescanIntervalMs, concurrency: this.#concurrency, resyncDelayMs: this.#resyncDelayMs })) {
-      if (!Number.isSafeInteger(value) || value < (key === 'resyncDelayMs' ? 0 : 1)) {
-        throw new RangeError(`Expected the \`${key}\` option to be a positive integer, got \`${String(value)}\``);
+    const limits: Record<string, [value: number, least: number]> = { rescanIntervalMs: [rescanIntervalMs, 1], concurrency: [this.#concurrency, 1], resyncDelayMs: [this.#resyncDelayMs, 0] };
+    for (const [key, [value, least]] of Object.entries(limits)) {
+      if (!Number.isSafeInteger(value) || value < least) {
+        throw new ConfigError(`Expected the \`${key}\` option to be an integer of at least ${least}, got \`${String(value)}\``);
       }
     }
     this.#virsh = options.virsh;
@@ -127,6 +128,7 @@ export class LibvirtDiscovery {
       for await (const item of this.#virsh.followEvents({ signal: this.#controller.signal })) {
         if (item.type === 'domain') this.#onDomainEvent(item);
         else if (item.type === 'stream-started') this.#scheduleResync();
+        else if (item.error.kind === 'failed') this.#logOnce(`stream:${item.error.message}`, 'warn', `following libvirt events: ${item.error.message}; retrying`);
       }
     } catch (error) {
       if (!this.#controller.signal.aborted) this.#logger.error(`following libvirt events failed: ${errorMessage(error)}; only the periodic rescan notices guests now`);

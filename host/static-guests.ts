@@ -79,7 +79,7 @@ export class StaticGuestWatcher {
   readonly #up = new Set<string>();
   readonly #checking = new Map<string, Promise<void>>();
   readonly #checkAgain = new Set<string>();
-  readonly #warned = new Set<string>();
+  readonly #logged = new Set<string>();
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -146,12 +146,12 @@ export class StaticGuestWatcher {
     const missing: string[] = [];
     for (const [, path] of socketPaths(spec)) {
       const kind = await stat(path).then((stats) => (stats.isSocket() ? 'socket' : 'other'), () => 'absent');
-      if (kind === 'other') this.#warnOnce(`${path}:other`, `guest ${spec.name}: ${path} exists but is not a socket; point --guest at the sockets QEMU creates (-chardev socket,server=on,path=...)`);
+      if (kind === 'other') this.#logOnce(`${path}:other`, `guest ${spec.name}: ${path} exists but is not a socket; point --guest at the sockets QEMU creates (-chardev socket,server=on,path=...)`);
       if (kind !== 'socket') missing.push(path);
     }
     if (this.#closed) return;
     if (missing.length > 0) {
-      this.#warnOnce(`${spec.name}:waiting`, `guest ${spec.name}: waiting for ${missing.join(' and ')} (created when its QEMU starts)`, 'info');
+      this.#logOnce(`${spec.name}:waiting`, `guest ${spec.name}: waiting for ${missing.join(' and ')} (created when its QEMU starts)`, 'info');
       if (this.#up.delete(spec.name)) this.#sink.delete('static', spec.name);
       return;
     }
@@ -161,9 +161,9 @@ export class StaticGuestWatcher {
     this.#sink.set(guest);
   }
 
-  #warnOnce(key: string, message: string, level: 'info' | 'warn' = 'warn'): void {
-    if (this.#warned.has(key)) return;
-    this.#warned.add(key);
+  #logOnce(key: string, message: string, level: 'info' | 'warn' = 'warn'): void {
+    if (this.#logged.has(key)) return;
+    this.#logged.add(key);
     this.#logger[level](message);
   }
 }

@@ -135,3 +135,8 @@ t.test('without libvirt, --guest guests still work and the outage is one warning
     '<4>[virsh] cannot run `/nonexistent/virsh` (ENOENT): install libvirt-clients (Debian/Ubuntu: apt-get install libvirt-clients) or set `virshPath`. Retrying in the background; the next success is logged.',
   ]);
 });
+
+t.test('createGuestDiscovery checks its options before starting anything', async (t) => {
+  t.throws(() => createGuestDiscovery({ rescanIntervalMs: 0 }), { name: 'ConfigError', message: 'Expected the `rescanIntervalMs` option to be a positive integer, got `0`' });
+  t.throws(() => createGuestDiscovery({ libvirt: { timeoutMs: 1.5 } }), { name: 'ConfigError', message: 'Expected the `timeoutMs` option to be a positive integer, got `1.5`' });
+});

@@ -354,6 +354,16 @@ t.test('libvirt down, then up: nothing reported meanwhile, a rescan when the eve
   t.same(lines.filter((line) => /^<[34]>/.test(line)), [], 'the outage is the virsh seam\'s to log, once');
 });
 
+t.test('an event stream failing for another reason is one warning per distinct reason', async (t) => {
+  const virsh = new FakeVirsh();
+  const { discovery, lines } = startDiscovery(t, virsh);
+  await discovery.ready;
+  const odd = new VirshError('failed', '`virsh -c fake:///system event --loop --all` exited with code 1: error: odd');
+  for (let round = 0; round < 3; round += 1) virsh.emit({ type: 'stream-ended', error: odd, retryInMs: 10 });
+  await until(() => virsh.queued === 0, 'the items to be read');
+  t.same(lines.filter((line) => line.startsWith('<4>')), ['<4>following libvirt events: `virsh -c fake:///system event --loop --all` exited with code 1: error: odd; retrying']);
+});
+
 t.test('a stop and a restart missed while the stream was down show as down and up with the new paths', async (t) => {
   const virsh = new FakeVirsh();
   const before = virsh.start('vm', { announce: false });
@@ -403,5 +413,5 @@ t.test('close() is idempotent, ends the event stream and reports nothing afterwa
 
 t.test('options are checked', async (t) => {
   const virsh = new FakeVirsh();
-  t.throws(() => new LibvirtDiscovery({ virsh, sink: new GuestRegistry(), concurrency: 0 }), { message: 'Expected the `concurrency` option to be a positive integer, got `0`' });
+  t.throws(() => new LibvirtDiscovery({ virsh, sink: new GuestRegistry(), concurrency: 0 }), { name: 'ConfigError', message: 'Expected the `concurrency` option to be an integer of at least 1, got `0`' });
 });

@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // Runs the compiled tap suite (dist/test) and ends with one line "N passed, N failed[, N skipped]",
-// so that a run which executed nothing is visible. Exit code: tap's, or 1 when no summary was seen.
-// Usage: node test/run-tests.mjs [tap args or test files...]
+// so that a run which executed nothing is visible. Exit code: non-zero when anything failed or when a
+// phase printed no summary.
+// Phases: the fast suite (tap's default parallelism), then the real-VM scenarios (*.vm.test.js, *.libvirt.test.js), one at
+// a time: two TCG guests on a 2-core machine would starve each other.
+// Usage: node test/run-tests.mjs [test files...]   (given files run in one phase)
+//        NEGOTIATOR_SKIP_VM=1 npm test                (the fast suite only)
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -9,15 +13,6 @@ import { fileURLToPath } from 'node:url';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 const tapBin = path.join(root, 'node_modules', 'tap', 'dist', 'esm', 'run.mjs');
-const files = process.argv.slice(2);
-const args = [
-  tapBin,
-  '--disable-coverage',
-  '--allow-empty-coverage',
-  '--reporter=tap',
-  '--timeout=120',
-  ...(files.length > 0 ? files : findTests(path.join(root, 'dist', 'test'))),
-];
 
 // Every compiled *.test.js below dir (helpers and fixtures are not test files).
 function findTests(dir) {
@@ -26,31 +21,66 @@ function findTests(dir) {
     .map((entry) => path.relative(root, path.join(entry.parentPath ?? entry.path, entry.name)))
     .sort();
 }
-const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-let summary;
-let pending = '';
-child.stdout.on('data', (chunk) => {
-  process.stdout.write(chunk);
-  pending += chunk.toString('utf8');
-  const lines = pending.split('\n');
-  pending = lines.pop() ?? '';
-  for (const line of lines) {
-    const m = /^# \{ (.*) \}$/.exec(line);
-    if (m) summary = Object.fromEntries(m[1].split(', ').map((kv) => kv.split(': ')).map(([k, v]) => [k, Number(v)]));
-  }
-});
-const forward = (signal) => child.kill(signal);
-process.on('SIGINT', forward);
-process.on('SIGTERM', forward);
-child.on('close', (code, signal) => {
+
+// Tests that boot guests or drive libvirt: run alone, after the fast suite.
+function isVmTest(file) {
+  return /\.(vm|libvirt)\.test\.js$/.test(file);
+}
+
+// Run tap on files; resolve with its exit code and its summary object (or undefined).
+function runTap(files, extraArgs) {
+  return new Promise((resolve) => {
+    const args = [tapBin, '--disable-coverage', '--allow-empty-coverage', '--reporter=tap', '--timeout=1800', ...extraArgs, ...files];
+    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    let summary;
+    let pending = '';
+    child.stdout.on('data', (chunk) => {
+      process.stdout.write(chunk);
+      pending += chunk.toString('utf8');
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        const m = /^# \{ (.*) \}$/.exec(line);
+        if (m) summary = Object.fromEntries(m[1].split(', ').map((kv) => kv.split(': ')).map(([k, v]) => [k, Number(v)]));
+      }
+    });
+    const forward = (signal) => child.kill(signal);
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
+    child.on('close', (code, signal) => {
+      process.off('SIGINT', forward);
+      process.off('SIGTERM', forward);
+      resolve({ code: code ?? (signal ? 1 : 0), summary });
+    });
+  });
+}
+
+const given = process.argv.slice(2);
+const phases = [];
+if (given.length > 0) {
+  phases.push({ name: 'given files', files: given, args: [] });
+} else {
+  const all = findTests(path.join(root, 'dist', 'test'));
+  phases.push({ name: 'suite', files: all.filter((f) => !isVmTest(f)), args: [] });
+  const vm = all.filter(isVmTest);
+  if (process.env.NEGOTIATOR_SKIP_VM) console.log(`# NEGOTIATOR_SKIP_VM is set: not running the ${vm.length} VM scenario files`);
+  else if (vm.length > 0) phases.push({ name: 'VM scenarios', files: vm, args: ['--jobs=1'] });
+}
+const total = { pass: 0, fail: 0, skip: 0 };
+let failedPhase = false;
+for (const phase of phases) {
+  console.log(`# phase: ${phase.name} (${phase.files.length} files)`);
+  const { code, summary } = await runTap(phase.files, phase.args);
   if (!summary) {
-    console.log('tap printed no summary: the suite did not run to completion');
-    console.log('0 passed, 1 failed');
-    process.exit(code || 1);
+    console.log(`# phase ${phase.name}: tap printed no summary: it did not run to completion`);
+    failedPhase = true;
+    total.fail += 1;
+    continue;
   }
-  const passed = summary.pass ?? 0;
-  const failed = (summary.fail ?? 0) + (code !== 0 && !summary.fail ? 1 : 0);
-  const skipped = (summary.skip ?? 0) + (summary.todo ?? 0);
-  console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
-  process.exit(code ?? (signal ? 1 : 0));
-});
+  total.pass += summary.pass ?? 0;
+  total.fail += (summary.fail ?? 0) + (code !== 0 && !summary.fail ? 1 : 0);
+  total.skip += (summary.skip ?? 0) + (summary.todo ?? 0);
+  if (code !== 0) failedPhase = true;
+}
+console.log(`${total.pass} passed, ${total.fail} failed${total.skip ? `, ${total.skip} skipped` : ''}`);
+process.exit(failedPhase || total.fail > 0 ? 1 : 0);

@@ -1,0 +1,336 @@
+// A FIFO stands in for the virtio-serial port. Opened read-write it is a loopback: what the channel writes
+// comes back. Opened read-only it reads like a port: 0 with no writer (host absent), EAGAIN with a quiet
+// writer (host there), and the writer coming and going is the host leaving and coming back.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import t, { type Test } from 'tap';
+import { ChannelClosedError } from '../../common/errors.js';
+import { createDeviceChannel, openPortChannel, READ_MECHANISMS, type PortChannel, type PortChannelOptions } from '../../guest/port-channel.js';
+import { openSerialChannel } from '../../guest/serial-tty.js';
+import { createRecordingLogger } from '../helpers/agents.js';
+
+const { O_RDONLY, O_RDWR, O_WRONLY, O_NONBLOCK } = fs.constants;
+const PORT_CHANNEL_JS = fileURLToPath(new URL('../../guest/port-channel.js', import.meta.url));
+
+function makeFifo(t: Test): string {
+  const fifo = path.join(t.testdir({}), 'port');
+  execFileSync('mkfifo', [fifo]);
+  return fifo;
+}
+
+function openFifoChannel(t: Test, fifo: string, flags: number, options: PortChannelOptions): PortChannel {
+  const channel = createDeviceChannel(fs.openSync(fifo, flags | O_NONBLOCK), { description: 'test port', ...options });
+  t.teardown(() => channel.close());
+  return channel;
+}
+
+interface Received {
+  readonly bytes: () => Buffer;
+  /** Resolves once `count` bytes have come; rejects after timeoutMs. */
+  waitForBytes(count: number, timeoutMs?: number): Promise<Buffer>;
+}
+
+function collect(channel: PortChannel): Received {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const waiters = new Set<() => void>();
+  channel.onData((chunk) => {
+    chunks.push(chunk);
+    size += chunk.length;
+    for (const waiter of waiters) waiter();
+  });
+  const bytes = (): Buffer => Buffer.concat(chunks);
+  return {
+    bytes,
+    waitForBytes: (count, timeoutMs = 10_000) =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`timed out after ${timeoutMs} ms with ${size} of ${count} bytes`));
+        }, timeoutMs);
+        const check = (): void => {
+          if (size < count) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve(bytes());
+        };
+        waiters.add(check);
+        check();
+      }),
+  };
+}
+
+// Poll a condition that has no event of its own (hostConnected), failing after timeoutMs.
+async function until(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+
+for (const readMechanism of READ_MECHANISMS) {
+  t.test(`${readMechanism}: bytes come back through a loopback in order`, async (t) => {
+    const channel = openFifoChannel(t, makeFifo(t), O_RDWR, { readMechanism });
+    t.equal(channel.readMechanism, readMechanism);
+    const received = collect(channel);
+    const payload = randomBytes(3 * 1024 * 1024);
+    for (let offset = 0, size = 1; offset < payload.length; offset += size, size = (size * 7 + 13) % 100_000) {
+      await channel.write(payload.subarray(offset, offset + size));
+    }
+    t.equal(sha256(await received.waitForBytes(payload.length)), sha256(payload));
+    t.equal(channel.hostConnected, true);
+    t.equal(channel.pendingWriteBytes, 0);
+  });
+
+  t.test(`${readMechanism}: the host leaving and coming back is seen, and onReset runs before its data`, async (t) => {
+    const fifo = makeFifo(t);
+    const channel = openFifoChannel(t, fifo, O_RDONLY, { readMechanism, pollIntervalMs: 20 });
+    const events: string[] = [];
+    channel.onReset(() => events.push('reset'));
+    channel.onData((chunk) => events.push(`data:${chunk.toString()}`));
+    t.equal(channel.hostConnected, undefined, 'unknown before the first read');
+    await until('the host to be seen absent', () => channel.hostConnected === false);
+
+    let writer = fs.openSync(fifo, O_WRONLY | O_NONBLOCK);
+    await until('the host to be seen', () => channel.hostConnected === true);
+    t.same(events, ['reset'], 'a host that was absent at start counts as coming back');
+    fs.writeSync(writer, 'one');
+    await until('data', () => events.length === 2);
+    fs.closeSync(writer);
+    await until('the host to be seen gone', () => channel.hostConnected === false);
+
+    writer = fs.openSync(fifo, O_WRONLY | O_NONBLOCK);
+    fs.writeSync(writer, 'two');
+    await until('data after the reset', () => events.length === 4);
+    t.same(events, ['reset', 'data:one', 'reset', 'data:two']);
+    fs.closeSync(writer);
+  });
+
+  t.test(`${readMechanism}: bytes the host sent just before leaving are all delivered`, async (t) => {
+    const fifo = makeFifo(t);
+    const channel = openFifoChannel(t, fifo, O_RDONLY, { readMechanism, pollIntervalMs: 20 });
+    const received = collect(channel);
+    await until('the host to be seen absent', () => channel.hostConnected === false);
+    const payload = randomBytes(60 * 1024);
+    const writer = fs.openSync(fifo, O_WRONLY | O_NONBLOCK);
+    t.equal(fs.writeSync(writer, payload), payload.length);
+    fs.closeSync(writer);
+    t.equal(sha256(await received.waitForBytes(payload.length)), sha256(payload));
+    await until('the host to be seen gone', () => channel.hostConnected === false);
+  });
+
+  t.test(`${readMechanism}: writes while the host is absent are dropped at once`, async (t) => {
+    const fifo = makeFifo(t);
+    // Read-only: a write that reached the fd would fail with EBADF and close the channel.
+    const channel = openFifoChannel(t, fifo, O_RDONLY, { readMechanism, pollIntervalMs: 20 });
+    let closed = false;
+    channel.onClose(() => (closed = true));
+    await until('the host to be seen absent', () => channel.hostConnected === false);
+    await channel.write(Buffer.alloc(1024 * 1024));
+    t.equal(channel.pendingWriteBytes, 0);
+    t.notOk(closed);
+  });
+
+  t.test(`${readMechanism}: writes honour backpressure`, async (t) => {
+    const channel = openFifoChannel(t, makeFifo(t), O_RDWR, { readMechanism, writeHighWaterMark: 1000 });
+    const received = collect(channel);
+    channel.pause();
+    await channel.write(Buffer.from('under the high-water mark'));
+    const big = randomBytes(1024 * 1024);
+    let written = false;
+    const writing = channel.write(big).then(() => (written = true));
+    await sleep(100);
+    t.notOk(written, 'a write the device cannot take stays pending');
+    t.ok(channel.pendingWriteBytes > 0 && channel.pendingWriteBytes < big.length, `${channel.pendingWriteBytes} bytes still queued`);
+    t.equal(received.bytes().length, 0, 'nothing delivered while paused');
+    channel.resume();
+    await writing;
+    const all = await received.waitForBytes(25 + big.length);
+    t.equal(sha256(all.subarray(25)), sha256(big));
+    t.equal(channel.pendingWriteBytes, 0);
+  });
+
+  t.test(`${readMechanism}: close is idempotent, rejects unsent writes and closes the fd`, async (t) => {
+    const fd = fs.openSync(makeFifo(t), O_RDWR | O_NONBLOCK);
+    const channel = createDeviceChannel(fd, { readMechanism, description: 'test port' });
+    const closeCalls: Array<Error | undefined> = [];
+    channel.onClose((error) => closeCalls.push(error));
+    channel.pause();
+    const unsent = channel.write(Buffer.alloc(1024 * 1024)).then(() => 'resolved', (error: unknown) => error);
+    const first = channel.close();
+    t.equal(channel.close(), first, 'the same promise');
+    await first;
+    t.match(await unsent, new ChannelClosedError('test port closed before the bytes were sent.'));
+    await t.rejects(channel.write(Buffer.from('x')), { name: 'ChannelClosedError', message: 'Cannot write to test port: the channel is closed.' });
+    t.same(closeCalls, [undefined], 'onClose once, without an error');
+    t.throws(() => fs.fstatSync(fd), { code: 'EBADF' });
+    await channel.close();
+  });
+
+  t.test(`${readMechanism}: a read error closes the channel with that error`, async (t) => {
+    const channel = createDeviceChannel(fs.openSync(t.testdir({}), O_RDONLY | O_NONBLOCK), { readMechanism, description: 'a directory' });
+    const error = await new Promise<Error | undefined>((resolve) => channel.onClose(resolve));
+    t.match(error?.message, /^Reading a directory failed: EISDIR/);
+    await t.rejects(channel.write(Buffer.from('x')), ChannelClosedError);
+  });
+}
+
+t.test('a throwing listener is logged and data keeps flowing', async (t) => {
+  const logger = createRecordingLogger();
+  const channel = openFifoChannel(t, makeFifo(t), O_RDWR, { logger });
+  channel.onData(() => {
+    throw new Error('listener bug');
+  });
+  const received = collect(channel);
+  await channel.write(Buffer.from('a'));
+  await received.waitForBytes(1);
+  await channel.write(Buffer.from('b'));
+  t.equal((await received.waitForBytes(2)).toString(), 'ab');
+  t.match(await logger.waitFor(/listener bug/), 'A data listener of test port threw: listener bug');
+});
+
+t.test('openPortChannel validates options before opening and describes the device', async (t) => {
+  await t.rejects(openPortChannel('/nonexistent/port', { pollIntervalMs: 0 }), {
+    name: 'ConfigError',
+    message: 'Expected the `pollIntervalMs` option to be a positive integer, got `0`.',
+  });
+  await t.rejects(openPortChannel('/nonexistent/port', { readMechanism: 'select' as 'poll' }), { name: 'ConfigError', message: /`readMechanism`/ });
+  await t.rejects(openPortChannel('/nonexistent/port'), { name: 'DeviceOpenError', code: 'ENOENT' });
+  const fifo = makeFifo(t);
+  const channel = await openPortChannel(fifo);
+  t.teardown(() => channel.close());
+  t.equal(channel.description, fifo);
+  t.equal(channel.readMechanism, 'epoll', 'epoll where this Node has the pipe handle');
+  const received = collect(channel);
+  await channel.write(Buffer.from('loop'));
+  t.equal((await received.waitForBytes(4)).toString(), 'loop');
+});
+
+t.test('waiting channels hold no threadpool thread: fs calls still run', async (t) => {
+  // Four threads in the default pool: eight channels blocked in it would stall readFile forever.
+  for (let index = 0; index < 4; index++) {
+    const absent = openFifoChannel(t, makeFifo(t), O_RDONLY, {});
+    await until('the host to be seen absent', () => absent.hostConnected === false);
+    await absent.write(Buffer.from('dropped'));
+    const full = openFifoChannel(t, makeFifo(t), O_RDWR, {});
+    full.pause();
+    void full.write(Buffer.alloc(1024 * 1024)).catch(() => {});
+  }
+  const read = readFile(fileURLToPath(import.meta.url));
+  const timeout = sleep(3000).then(() => 'stalled');
+  t.not(await Promise.race([read, timeout]), 'stalled');
+});
+
+// A child process with a channel in a given state gets SIGTERM, closes the channel and must exit 0 at once.
+async function runUntilSigterm(t: Test, fifo: string, setup: string): Promise<{ code: number | null; ms: number }> {
+  const script = `
+    import fs from 'node:fs';
+    import { createDeviceChannel } from ${JSON.stringify(PORT_CHANNEL_JS)};
+    const { O_RDONLY, O_RDWR, O_NONBLOCK } = fs.constants;
+    ${setup}
+    process.on('SIGTERM', () => void channel.close());
+    channel.onClose(() => console.log('closed'));
+    setTimeout(() => console.log('ready'), 200);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => void child.kill('SIGKILL'));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (data: Buffer) => data.toString().includes('ready') && resolve());
+    child.once('exit', (code) => reject(new Error(`child exited early with ${code}`)));
+  });
+  const started = Date.now();
+  child.kill('SIGTERM');
+  const code = await Promise.race([
+    new Promise<number | null>((resolve) => child.once('exit', resolve)),
+    sleep(5000).then(() => {
+      throw new Error('the child did not exit within 5 s of SIGTERM');
+    }),
+  ]);
+  return { code, ms: Date.now() - started };
+}
+
+t.test('a process exits 0 on SIGTERM with the host absent and a write dropped', async (t) => {
+  const fifo = makeFifo(t);
+  const { code } = await runUntilSigterm(
+    t,
+    fifo,
+    `const channel = createDeviceChannel(fs.openSync(${JSON.stringify(fifo)}, O_RDONLY | O_NONBLOCK), { pollIntervalMs: 50 });
+     setTimeout(() => channel.write(Buffer.alloc(100000)).then(() => console.log('dropped')), 100);`,
+  );
+  t.equal(code, 0);
+});
+
+t.test('a process exits 0 on SIGTERM with a write blocked by a full device', async (t) => {
+  const fifo = makeFifo(t);
+  const { code } = await runUntilSigterm(
+    t,
+    fifo,
+    `const channel = createDeviceChannel(fs.openSync(${JSON.stringify(fifo)}, O_RDWR | O_NONBLOCK));
+     channel.pause();
+     channel.write(Buffer.alloc(4 << 20)).catch((error) => console.log(error.name));`,
+  );
+  t.equal(code, 0);
+});
+
+t.test('createDeviceChannel refuses a blocking fd', async (t) => {
+  const fd = fs.openSync(makeFifo(t), O_RDWR);
+  t.teardown(() => fs.closeSync(fd));
+  t.throws(() => createDeviceChannel(fd), {
+    name: 'ConfigError',
+    message: `Expected fd ${fd} to be open with \`O_NONBLOCK\` (add \`fs.constants.O_NONBLOCK\` to the open flags).`,
+  });
+});
+
+// Two pseudo-terminals joined by socat stand in for a serial line and the host's end of it.
+const ptySkip = spawnSync('sh', ['-c', 'command -v socat && command -v stty'], { stdio: 'ignore' }).status === 0 ? false : 'needs socat and stty';
+t.test('openSerialChannel makes the line raw at the speed asked and carries bytes both ways', { skip: ptySkip }, async (t) => {
+  const dir = t.testdir({});
+  const [line, hostSide] = [path.join(dir, 'ttyS1'), path.join(dir, 'host')];
+  const socat = spawn('socat', [`pty,raw,echo=0,link=${line}`, `pty,raw,echo=0,link=${hostSide}`], { stdio: 'ignore' });
+  t.teardown(() => void socat.kill());
+  await until('socat to make the ptys', () => fs.existsSync(line) && fs.existsSync(hostSide));
+  // Undo the raw mode socat set, to see openSerialChannel set it.
+  execFileSync('stty', ['-F', line, 'sane', '9600']);
+
+  const channel = await openSerialChannel(line, { baud: 115200 });
+  t.teardown(() => channel.close());
+  t.equal(channel.description, `${line}@115200`);
+  const settings = execFileSync('stty', ['-F', line, '-a'], { encoding: 'utf8' });
+  t.match(settings, /speed 115200 baud/);
+  t.match(settings, /-icanon\b/);
+  t.match(settings, /-echo\b/);
+  t.match(settings, /\bclocal\b/);
+
+  const host = openFifoChannel(t, hostSide, O_RDWR, {});
+  const fromGuest = collect(host);
+  const fromHost = collect(channel);
+  const payload = randomBytes(200 * 1024);
+  await channel.write(payload);
+  t.equal(sha256(await fromGuest.waitForBytes(payload.length)), sha256(payload), 'guest to host, every byte value intact');
+  await host.write(Buffer.from('\x00\x03\x04\r\n\xff'));
+  t.same(await fromHost.waitForBytes(6), Buffer.from('\x00\x03\x04\r\n\xff'), 'control characters pass through raw');
+  t.equal(channel.hostConnected, true);
+});
+
+t.test('openSerialChannel refuses a bad speed and a device that is not a tty', async (t) => {
+  await t.rejects(openSerialChannel('/dev/ttyS1', { baud: 12345 }), {
+    name: 'ConfigError',
+    message: /^Expected the `baud` option to be one of 1200, .*, got `12345`\.$/,
+  });
+  const fifo = makeFifo(t);
+  const openFds = fs.readdirSync('/proc/self/fd').length;
+  await t.rejects(openSerialChannel(fifo), {
+    name: 'DeviceOpenError',
+    code: 'STTY',
+    message: new RegExp(`^Cannot set ${fifo} to raw mode at 38400 baud with \`stty -F ${fifo} raw .*Check that it is a serial line`),
+  });
+  t.equal(fs.readdirSync('/proc/self/fd').length, openFds, 'the fd of the failed attempt was closed');
+});

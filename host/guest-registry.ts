@@ -165,7 +165,7 @@ export function createGuestDiscovery(options: GuestDiscoveryOptions = {}): Guest
     throw new ConfigError(`Expected the \`rescanIntervalMs\` option to be a positive integer, got \`${String(rescanIntervalMs)}\``);
   }
   const registry = new GuestRegistry(logger);
-  const watcher = new StaticGuestWatcher({ specs: options.staticGuests ?? [], sink: registry, rescanIntervalMs, logger: logger.child('static') });
+  // libvirt first: its constructor checks its options before any I/O, so a bad one leaves nothing running.
   const libvirtOptions = options.libvirt;
   const libvirt = libvirtOptions === false
     ? undefined
@@ -176,6 +176,7 @@ export function createGuestDiscovery(options: GuestDiscoveryOptions = {}): Guest
         sink: registry,
         logger: logger.child('libvirt'),
       });
+  const watcher = new StaticGuestWatcher({ specs: options.staticGuests ?? [], sink: registry, rescanIntervalMs, logger: logger.child('static') });
   const ready = Promise.all([watcher.ready, libvirt?.ready]).then(() => undefined);
   let closing: Promise<void> | undefined;
   return {

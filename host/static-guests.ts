@@ -80,6 +80,8 @@ export class StaticGuestWatcher {
   readonly #checking = new Map<string, Promise<void>>();
   readonly #checkAgain = new Set<string>();
   readonly #logged = new Set<string>();
+  /** chokidar's initial scan is over: an `addDir` of a watched directory now means it was created. */
+  #watching = false;
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -96,7 +98,12 @@ export class StaticGuestWatcher {
     this.#watcher = watcher;
     watcher.on('all', (event, path) => this.#onChange(event, path));
     watcher.on('error', (error) => this.#logger.warn(`watching the --guest socket directories failed: ${errorMessage(error)}`));
-    const watching = new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+    const watching = new Promise<void>((resolve) =>
+      watcher.once('ready', () => {
+        this.#watching = true;
+        resolve();
+      }),
+    );
     this.ready = Promise.all([watching, this.#checkAll()]).then(() => undefined);
     this.#timer = setInterval(() => void this.#checkAll(), options.rescanIntervalMs ?? 30_000).unref();
   }
@@ -114,7 +121,7 @@ export class StaticGuestWatcher {
 
   #onChange(event: string, path: string): void {
     // chokidar reports a watched directory that appears, but not what is created in it: watch it afresh.
-    if (event === 'addDir' && this.#directories.has(path)) {
+    if (event === 'addDir' && this.#watching && this.#directories.has(path)) {
       this.#watcher?.unwatch(path);
       this.#watcher?.add(path);
     }

@@ -250,6 +250,8 @@ export class LibvirtDiscovery {
 
   #logOnce(key: string, level: 'info' | 'warn', message: string): void {
     if (this.#loggedOnce.has(key)) return;
+    // Keys are per domain: on a host that creates transient domains all day the set must not grow forever.
+    if (this.#loggedOnce.size >= 10_000) this.#loggedOnce.clear();
     this.#loggedOnce.add(key);
     this.#logger[level](message);
   }

@@ -1,6 +1,7 @@
 // The host's list of guests it can talk to, fed by two sources (libvirt domains and `--guest` options),
 // announcing `guest-up`, `guest-down` and `guest-changed`. `createGuestDiscovery()` wires the sources in.
 import { EventEmitter } from 'node:events';
+import { CHANNEL_NAMES } from '../common/protocol.js';
 import { ConfigError } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 import { LibvirtDiscovery, type LibvirtDiscoveryOptions } from './libvirt-discovery.js';
@@ -8,10 +9,7 @@ import { StaticGuestWatcher, type StaticGuestSpec } from './static-guests.js';
 import { createVirsh, type Virsh, type VirshOptions } from './virsh.js';
 
 /** The virtio-serial channel (port) names, the same in libvirt XML, QEMU `name=` and the guest's sysfs. */
-export const CHANNEL_NAMES = {
-  hostToGuest: 'negotiator-host-to-guest.0',
-  guestToHost: 'negotiator-guest-to-host.0',
-} as const;
+export { CHANNEL_NAMES };
 export type ChannelRole = keyof typeof CHANNEL_NAMES;
 
 export const GUEST_EVENTS = {

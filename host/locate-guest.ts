@@ -3,7 +3,7 @@
 import { RpcError } from '../common/errors.js';
 import { ERROR_CODES } from '../common/protocol.js';
 import type { DiscoveredGuest } from './guest-registry.js';
-import { findNegotiatorChannels, parseDomainXml } from './libvirt-discovery.js';
+import { findNegotiatorChannels, parseDomainXml } from './domain-xml.js';
 import type { StaticGuestSpec } from './static-guests.js';
 import { VIRSH_FAILURES, VirshError, type Virsh } from './virsh.js';
 

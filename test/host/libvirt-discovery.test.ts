@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import { createLogger, type Logger } from '../../common/logger.js';
 import { GuestRegistry, type DiscoveredGuest } from '../../host/guest-registry.js';
-import { findNegotiatorChannels, LibvirtDiscovery, parseDomainXml, type LibvirtDiscoveryOptions } from '../../host/libvirt-discovery.js';
+import { findNegotiatorChannels, parseDomainXml } from '../../host/domain-xml.js';
+import { LibvirtDiscovery, type LibvirtDiscoveryOptions } from '../../host/libvirt-discovery.js';
 import { VirshError, type DomainSummary, type Virsh, type VirshCallOptions, type VirshStreamItem } from '../../host/virsh.js';
 
 // ---- an in-memory libvirt: domains whose XML is made from real recorded dumpxml output, an event stream

@@ -1,6 +1,5 @@
 // What both daemons do around their work: say when they are ready (a log line, and systemd's READY=1
 // when run as a Type=notify service), and stop cleanly on SIGTERM/SIGINT with a bounded grace period.
-import { execa } from 'execa';
 import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 
@@ -10,6 +9,7 @@ export async function announceReady(logger: Logger, message: string): Promise<vo
   logger.info(message);
   if (!process.env.NOTIFY_SOCKET) return;
   try {
+    const { execa } = await import('execa');
     await execa('systemd-notify', ['--ready', `--status=${message.slice(0, 200)}`], { timeout: 5000, env: process.env as Record<string, string> });
   } catch (error) {
     logger.warn(`could not tell systemd we are ready (systemd-notify: ${errorMessage(error)}); is NotifyAccess=all set in the unit?`);

@@ -14,9 +14,6 @@ import { METHODS, type AgentInfo } from '../common/protocol.js';
 import { describeGuestChannel, type GuestChannelSpec } from './channel-spec.js';
 import { openGuestChannel } from './open-channel.js';
 
-/** The control socket's default path. */
-export const DEFAULT_GUEST_CONTROL_SOCKET = '/run/negotiator/guest.sock';
-
 export interface GuestDaemonOptions {
   /** The channel the host calls us on, and the one we call the host on (the same one for a single serial line). */
   hostToGuest: GuestChannelSpec;

@@ -11,7 +11,8 @@
 // - Host gone (a read returns 0): one read every `pollIntervalMs` until it returns data or EAGAIN, which
 //   means the host is back: the `onReset` listeners run, then data flows again. Nothing in the kernel
 //   wakes a process when the host comes back, so this timer is the one cost of an idle channel.
-// - Writes: EAGAIN (host slow, or gone) retries on a backoff timer.
+// - Writes: EAGAIN (the host reads slowly) retries on a short backoff timer. Writes while a read says the
+//   host is absent are dropped: the driver would refuse them, and QEMU gives a new host a clean stream.
 import { close as closeFd, constants as fsConstants, readFileSync, readSync, writeSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import type { ByteChannel } from '../common/byte-channel.js';
@@ -201,7 +202,6 @@ class DeviceChannel implements PortChannel {
       this.#queue.push({ chunk, offset: 0, settled: false, resolve, reject });
       this.#pendingWriteBytes += chunk.length;
       this.#flush();
-      this.#settleWrites();
     });
   }
 
@@ -355,13 +355,13 @@ class DeviceChannel implements PortChannel {
       this.#consume(written);
     }
     this.#flushing = false;
+    this.#settleWrites();
   }
 
   #writeLater(delayMs: number): void {
     this.#writeTimer = setTimeout(() => {
       this.#writeTimer = undefined;
       this.#flush();
-      this.#settleWrites();
     }, delayMs);
   }
 
@@ -453,10 +453,13 @@ interface PipeHandle {
 }
 
 // The one internal binding this project uses, kept here alone: libuv's pipe handle opened on the device's fd,
-// so that epoll says when data comes (net.Socket refuses a character device with ERR_INVALID_FD_TYPE). Only
-// reading goes through it; writes stay on fs.write, because a libuv write pending when the host leaves
-// would be retried on every POLLHUP, in a busy loop. Returns undefined when this Node lacks the binding;
-// the caller then polls with fs.read, a public API.
+// so that epoll says when data comes (net.Socket refuses a character device with ERR_INVALID_FD_TYPE). Not
+// wrapped in net.Socket({ handle }): that closes the fd at the first 0-byte read, which libuv reports early
+// (POLLHUP after a short read) while the host's last bytes are still queued; measured in the lab VM, it lost
+// about half of 1 MiB the host sent just before leaving. Only reading goes through the handle: a libuv write
+// pending when the host leaves is retried on every POLLHUP, a busy loop (measured: 100% CPU). The handle is
+// only started after a read said EAGAIN, so the fd is one epoll supports. Returns undefined when this Node
+// lacks the binding; the caller then polls with readSync, a public API.
 function createEpollReader(fd: number, callbacks: EpollCallbacks): EpollReader | undefined {
   const binding = loadPipeBinding();
   if (!binding) return undefined;
@@ -494,7 +497,15 @@ interface PipeBinding {
   kArrayBufferOffset: number;
 }
 
+let pipeBinding: PipeBinding | null | undefined;
+
+// process.binding('pipe_wrap'), checked for the shape this file relies on; undefined when missing or different.
 function loadPipeBinding(): PipeBinding | undefined {
+  if (pipeBinding === undefined) pipeBinding = findPipeBinding() ?? null;
+  return pipeBinding ?? undefined;
+}
+
+function findPipeBinding(): PipeBinding | undefined {
   const binding = (process as unknown as { binding?: (name: string) => unknown }).binding;
   if (typeof binding !== 'function') return undefined;
   try {

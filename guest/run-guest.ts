@@ -4,11 +4,9 @@ import { builtinCommandsDirectory } from '../common/builtin-commands.js';
 import { EXIT_CODES, runExecuteAction, runListAction, type CliIo } from '../common/cli-actions.js';
 import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli-client.js';
 import { DEFAULT_COMMAND_DIRECTORY } from '../common/cli-options.js';
-import { stopOnSignals } from '../common/daemon-lifecycle.js';
 import { createLogger, type LogLevel } from '../common/logger.js';
 import { CHANNEL_NAMES } from '../common/protocol.js';
 import { parseGuestChannelSpec } from './channel-spec.js';
-import { DEFAULT_GUEST_CONTROL_SOCKET, startGuestDaemon } from './daemon.js';
 import { openGuestChannel } from './open-channel.js';
 
 export const PROGRAM = 'negotiator-guest';
@@ -42,6 +40,9 @@ export interface GuestCliOptions {
 export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<number> {
   const logger = createLogger({ level: options.logLevel });
   if (options.daemon) {
+    // The daemon's modules (registry, runner, execa) are loaded only here: a CLI starts faster without them.
+    const { startGuestDaemon } = await import('./daemon.js');
+    const { stopOnSignals } = await import('../common/daemon-lifecycle.js');
     const daemon = await startGuestDaemon({
       hostToGuest: parseGuestChannelSpec(options.hostToGuest),
       guestToHost: options.guestToHost === 'none' ? undefined : parseGuestChannelSpec(options.guestToHost),
@@ -94,4 +95,5 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
   });
 }
 
-export { DEFAULT_GUEST_CONTROL_SOCKET };
+/** The control socket's default path. */
+export const DEFAULT_GUEST_CONTROL_SOCKET = '/run/negotiator/guest.sock';

@@ -2,7 +2,6 @@
 // editing, 8 bits) at a known speed, as QEMU's guest agent sets it. Node has no termios binding: stty
 // does it, on the line we already hold open so that no last close can reset it. A serial line says
 // nothing when the host connects or leaves, so its channel never resets.
-import { execa } from 'execa';
 import { close } from 'node:fs';
 import { ConfigError, errorMessage } from '../common/errors.js';
 import { createDeviceChannel, type PortChannel, type PortChannelOptions } from './port-channel.js';
@@ -38,6 +37,8 @@ export async function openSerialChannel(devicePath: string, options: SerialChann
 export async function configureSerialLine(devicePath: string, baud: number, timeoutMs = 5000): Promise<void> {
   const args = ['-F', devicePath, 'raw', '-echo', 'cs8', '-parenb', '-cstopb', 'clocal', String(baud)];
   try {
+    // Loaded here: execa costs ~190 ms of start-up that CLIs on a virtio port never need.
+    const { execa } = await import('execa');
     await execa('stty', args, { timeout: timeoutMs, stdin: 'ignore' });
   } catch (error) {
     const detail = (error as { stderr?: unknown }).stderr ? String((error as { stderr?: unknown }).stderr).trim() : errorMessage(error);

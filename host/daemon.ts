@@ -15,9 +15,6 @@ import type { RpcPeer } from '../common/rpc-peer.js';
 import { GuestConnections } from './guest-connections.js';
 import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-registry.js';
 
-/** The control socket's default path. */
-export const DEFAULT_HOST_CONTROL_SOCKET = '/run/negotiator/host.sock';
-
 export interface HostDaemonOptions {
   discovery: GuestDiscoveryOptions;
   commandDirectories: string[];

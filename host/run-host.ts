@@ -5,16 +5,11 @@ import { builtinCommandsDirectory } from '../common/builtin-commands.js';
 import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from '../common/cli-actions.js';
 import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli-client.js';
 import { DEFAULT_COMMAND_DIRECTORY } from '../common/cli-options.js';
-import { stopOnSignals } from '../common/daemon-lifecycle.js';
 import { createLogger, type LogLevel } from '../common/logger.js';
 import { METHODS } from '../common/protocol.js';
 import { connectChannel } from '../common/stream-channel.js';
-import { DEFAULT_HOST_CONTROL_SOCKET, startHostDaemon } from './daemon.js';
 import type { GuestStatus } from './guest-connections.js';
-import { printGuests, probeGuests } from './list-guests.js';
-import { locateGuest } from './locate-guest.js';
 import { parseGuestSpecs } from './static-guests.js';
-import { createVirsh } from './virsh.js';
 
 export const PROGRAM = 'negotiator-host';
 
@@ -52,6 +47,10 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
   const logger = createLogger({ level: options.logLevel });
   const staticGuests = parseGuestSpecs(options.guest);
   if (options.daemon) {
+    // The daemon's modules (discovery, registry, runner) are loaded only here: a CLI starts faster without them.
+    const { startHostDaemon } = await import('./daemon.js');
+    const { stopOnSignals } = await import('../common/daemon-lifecycle.js');
+    const { createVirsh } = await import('./virsh.js');
     const daemon = await startHostDaemon({
       discovery: {
         staticGuests,
@@ -88,7 +87,8 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
     return EXIT_CODES.usage;
   }
   const { nonce: _unused, ...localInfo } = createAgentInfo({ side: 'host', os: await readOsInfo(), nonce: '' });
-  const virsh = options.libvirt ? createVirsh({ uri: options.libvirtUri }) : undefined;
+  // Without a daemon the CLI asks libvirt itself; loaded on demand (virsh runs through execa).
+  const loadVirsh = async () => (options.libvirt ? (await import('./virsh.js')).createVirsh({ uri: options.libvirtUri }) : undefined);
   const groupHint = 'ask for access (the daemon\'s --control-group) or use sudo';
 
   if (options.listGuests) {
@@ -102,8 +102,10 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
           await daemon.close();
         }
       } else {
-        guests = await probeGuests({ staticGuests, virsh, localInfo, timeoutMs: Math.min(options.timeoutMs || 2000, 2000) });
+        const { probeGuests } = await import('./list-guests.js');
+        guests = await probeGuests({ staticGuests, virsh: await loadVirsh(), localInfo, timeoutMs: Math.min(options.timeoutMs || 2000, 2000) });
       }
+      const { printGuests } = await import('./list-guests.js');
       printGuests(guests, { json: options.json, viaDaemon: daemon !== undefined, io });
       return EXIT_CODES.ok;
     } catch (error) {
@@ -116,7 +118,8 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
   const connect = async (): Promise<ClientConnection> => {
     const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint);
     if (viaDaemon) return { peer: viaDaemon, viaDaemon: true };
-    const guest = await locateGuest(guestName, staticGuests, virsh);
+    const { locateGuest } = await import('./locate-guest.js');
+    const guest = await locateGuest(guestName, staticGuests, await loadVirsh());
     const endpoint = guest.channels.hostToGuest ?? guest.channels.guestToHost!;
     const channel = await connectChannel(endpoint.path, 5000);
     const peer = startClientPeer(channel, localInfo, `guest ${guestName}${endpoint.state ? ` (libvirt says the channel is ${endpoint.state})` : ''}`, options.timeoutMs);
@@ -129,4 +132,5 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
   });
 }
 
-export { DEFAULT_HOST_CONTROL_SOCKET };
+/** The control socket's default path. */
+export const DEFAULT_HOST_CONTROL_SOCKET = '/run/negotiator/host.sock';

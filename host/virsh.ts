@@ -4,7 +4,7 @@
 // `virshPath` at a fake script.
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa, ExecaError } from 'execa';
+import type { ExecaError as ExecaErrorType } from 'execa';
 import { ConfigError, errorMessage, truncateForLog } from '../common/errors.js';
 import { silentLogger, type Logger } from '../common/logger.js';
 
@@ -128,6 +128,13 @@ export function resolveVirshOptions(options: VirshOptions = {}): ResolvedVirshOp
   return Object.freeze(resolved);
 }
 
+// execa is loaded on first use: it costs ~190 ms of start-up that a CLI talking to a daemon never needs.
+const loadExeca = (): Promise<typeof import('execa')> => import('execa');
+
+function isExecaError(value: unknown): value is ExecaErrorType {
+  return value instanceof Error && value.name === 'ExecaError';
+}
+
 // Create the real seam; it logs one line when libvirt becomes unusable and one when it answers again.
 export function createVirsh(options: VirshOptions = {}): Virsh {
   return new VirshCli(resolveVirshOptions(options));
@@ -171,6 +178,7 @@ class VirshCli implements Virsh {
     while (!signal.aborted) {
       const started = Date.now();
       const args = ['event', '--loop', '--all'];
+      const { execa } = await loadExeca();
       const child = execa(this.#options.virshPath, ['-c', this.#options.uri, ...args], {
         ...VIRSH_ENV,
         stdin: 'ignore',
@@ -206,6 +214,7 @@ class VirshCli implements Virsh {
 
   async #run(args: string[], signal: AbortSignal | undefined): Promise<string> {
     try {
+      const { execa } = await loadExeca();
       const { stdout } = await execa(this.#options.virshPath, ['-c', this.#options.uri, ...args], {
         ...VIRSH_ENV,
         stdin: 'ignore',
@@ -224,7 +233,7 @@ class VirshCli implements Virsh {
   // Classify anything execa threw into one VirshError with an actionable message.
   #toError(args: string[], cause: unknown): VirshError {
     const command = `virsh -c ${this.#options.uri} ${args.join(' ')}`;
-    if (!(cause instanceof ExecaError)) return new VirshError('failed', `\`${command}\` failed: ${errorMessage(cause)}`, '', { cause });
+    if (!isExecaError(cause)) return new VirshError('failed', `\`${command}\` failed: ${errorMessage(cause)}`, '', { cause });
     const output: unknown = cause.stderr;
     const stderr = typeof output === 'string' ? output.trim() : '';
     const said = truncateForLog(stderr.replace(/\s*\n\s*/g, ' | '), 300);

@@ -72,7 +72,7 @@ t.test('errors: unknown command (127, lists what exists), --json, --list-command
 });
 
 t.test('20 concurrent guest CLIs are all answered', async (t) => {
-  const runs = await Promise.all(Array.from({ length: 20 }, (_, i) => cli(['--execute', `echo-args cli-${i}`])));
+  const runs = await Promise.all(Array.from({ length: 20 }, (_, i) => cli(['--timeout', '60', '--execute', `echo-args cli-${i}`])));
   t.same(runs.map((r) => [r.exitCode, r.stdout]), Array.from({ length: 20 }, (_, i) => [0, `cli-${i}\n`]));
 });
 

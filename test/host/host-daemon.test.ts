@@ -76,11 +76,12 @@ t.test('guest -> host: the host command learns which guest asked', async (t) => 
 
 t.test('20 host CLIs and 20 guest CLIs at once, all answered', async (t) => {
   const runs = await Promise.all([
-    ...Array.from({ length: 20 }, (_, i) => hostCli(['--execute', `echo-args h${i}`, i % 2 ? 'vm1' : 'vm2'])),
-    ...Array.from({ length: 20 }, (_, i) => guestCli(i % 2 ? 'vm1' : 'vm2', ['--execute', `echo-args g${i}`])),
+    // Generous deadlines: 40 Node processes start at once on a small machine; this checks answers, not speed.
+    ...Array.from({ length: 20 }, (_, i) => hostCli(['--timeout', '60', '--execute', `echo-args h${i}`, i % 2 ? 'vm1' : 'vm2'])),
+    ...Array.from({ length: 20 }, (_, i) => guestCli(i % 2 ? 'vm1' : 'vm2', ['--timeout', '60', '--execute', `echo-args g${i}`])),
   ]);
   const expected = [...Array.from({ length: 20 }, (_, i) => `h${i}\n`), ...Array.from({ length: 20 }, (_, i) => `g${i}\n`)];
-  t.same(runs.map((r) => r.stdout), expected);
+  t.same(runs.map((r) => r.stdout), expected, runs.map((r) => r.stderr).join(''));
   t.ok(runs.every((r) => r.exitCode === 0));
 });
 

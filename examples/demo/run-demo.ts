@@ -1,0 +1,146 @@
+// What `npm run demo` does: a host daemon and a guest daemon on this machine over a loopback of QEMU's two
+// virtio-serial channels (no VM, no root), then list and execute in both directions with the real CLIs,
+// each step explained. Cleans up (SIGTERM to the daemons, temp directory removed) on success, failure
+// and Ctrl-C. Exit status: 0 when every step worked, 1 when one failed, 130 / 143 when interrupted.
+import { execa } from 'execa';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage } from '../../common/errors.js';
+import { EXAMPLE_COMMANDS, GUEST_CLI, HOST_CLI, PACKAGE_ROOT, startDemoDaemons, type DaemonSide, type DemoDaemons } from './demo-daemons.js';
+import { createDemoSteps, type DemoStep } from './demo-steps.js';
+
+const PROGRAMS: Record<DaemonSide, { name: string; cli: string }> = {
+  host: { name: 'negotiator-host', cli: HOST_CLI },
+  guest: { name: 'negotiator-guest', cli: GUEST_CLI },
+};
+
+export interface DemoOptions {
+  /** Where the demo's lines go. Default: process.stdout (bold and red when it is a terminal and NO_COLOR is unset). */
+  write?: (text: string) => void;
+  /** The steps to run. Default: createDemoSteps(guest name). */
+  steps?: (guest: string) => DemoStep[];
+}
+
+// Run the demo; resolves with the exit status (never rejects). Call at most once at a time: it handles
+// SIGINT, SIGTERM and SIGHUP while it runs.
+export async function runDemo(options: DemoOptions = {}): Promise<number> {
+  const color = options.write === undefined && process.stdout.isTTY === true && !process.env.NO_COLOR;
+  const write = options.write ?? ((text: string) => void process.stdout.write(text));
+  const print = (text = ''): void => write(`${text}\n`);
+  const bold = (text: string): string => (color ? `\u001b[1m${text}\u001b[22m` : text);
+  const red = (text: string): string => (color ? `\u001b[31m${text}\u001b[39m` : text);
+  const controller = new AbortController();
+  const interrupt = (signal: NodeJS.Signals): void => {
+    if (!controller.signal.aborted) print(`\n${signal}: stopping the demo and cleaning up...`);
+    controller.abort(signal);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, interrupt);
+  const interruptedStatus = (): number => (controller.signal.reason === 'SIGINT' ? 130 : 143);
+
+  print(bold('negotiator demo'));
+  print('A host daemon and a guest daemon run on this machine, joined by a loopback that plays QEMU\'s two');
+  print('virtio-serial channels, so no VM and no root are needed. Each step below is a real CLI run.');
+  print(`(negotiator-host is node ${path.relative(process.cwd(), HOST_CLI) || HOST_CLI}, negotiator-guest is node ${path.relative(process.cwd(), GUEST_CLI) || GUEST_CLI})`);
+  print();
+  let daemons: DemoDaemons | undefined;
+  let succeeded = false;
+  try {
+    try {
+      daemons = await startDemoDaemons({ signal: controller.signal });
+    } catch (error) {
+      if (controller.signal.aborted) return interruptedStatus();
+      print(red(`FAILED to start the daemons: ${errorMessage(error)}`));
+      return 1;
+    }
+    const show = createDisplay(daemons.dir);
+    print(`Everything lives in DEMO=${daemons.dir} (removed at the end).`);
+    print(bold('Starting the daemons, as systemd would on a real host and in a real guest:'));
+    for (const side of ['host', 'guest'] as const) print(`$ ${PROGRAMS[side].name} ${show(daemons.commandLines[side].slice(1))}`);
+    print(`  => Both are up and greeted each other on both channels (their logs: $DEMO/host.log and $DEMO/guest.log).`);
+
+    const steps = (options.steps ?? createDemoSteps)(daemons.guestName);
+    for (const [index, step] of steps.entries()) {
+      print();
+      print(bold(`[${index + 1}/${steps.length}] ${step.title}`));
+      const failure = await runStep(step, { daemons, show, print, signal: controller.signal });
+      if (controller.signal.aborted) return interruptedStatus();
+      if (failure !== undefined) {
+        print(red(`FAILED: ${failure}`));
+        for (const side of ['host', 'guest'] as const) {
+          print(`--- ${side} daemon log (last lines) ---`);
+          print(daemons.readLog(side).trimEnd().split('\n').slice(-15).join('\n'));
+        }
+        return 1;
+      }
+    }
+    print();
+    print(bold(`All ${steps.length} steps worked.`) + ' Stopping both daemons with SIGTERM and removing $DEMO.');
+    succeeded = true;
+    return 0;
+  } finally {
+    await daemons?.stop();
+    if (daemons) print(succeeded ? 'Done. Next: set negotiator up on a libvirt host and in its guests (README.md, "Set-up").' : 'Cleaned up: both daemons stopped, $DEMO removed.');
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(signal, interrupt);
+  }
+}
+
+interface StepContext {
+  daemons: DemoDaemons;
+  show: (argv: string[]) => string;
+  print: (text?: string) => void;
+  signal: AbortSignal;
+}
+
+// Run one step: print its command line, its output and what it shows; return why it failed, or undefined.
+async function runStep(step: DemoStep, { daemons, show, print, signal }: StepContext): Promise<string | undefined> {
+  const program = PROGRAMS[step.side];
+  const args = ['--control-socket', daemons.controlSockets[step.side], ...step.args];
+  print(`$ ${program.name} ${show(args)}`);
+  const logMark = step.daemonLog ? daemons.readLog(step.daemonLog.side).length : 0;
+  // The CLI stays in our process group: a Ctrl-C in the terminal reaches it and cancels its request.
+  const result = await execa(process.execPath, [program.cli, ...args], {
+    all: true,
+    reject: false,
+    stdin: 'ignore',
+    timeout: 30_000,
+    cancelSignal: signal,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+  const output = String(result.all ?? '');
+  if (output !== '') for (const line of output.replace(/\n$/, '').split('\n')) print(`  | ${line}`);
+  const expected = step.exitCode ?? 0;
+  print(`  exit status ${result.exitCode ?? result.signal}`);
+  if (result.exitCode !== expected) return `expected exit status ${expected}, got ${result.exitCode ?? result.signal}`;
+  const missing = step.expect.find((pattern) => !pattern.test(output));
+  if (missing) return `the output does not match ${missing}`;
+  if (step.daemonLog) {
+    const line = await waitForLogLine(daemons, step.daemonLog.side, step.daemonLog.pattern, logMark);
+    if (line === undefined) return `the ${step.daemonLog.side} daemon did not log ${step.daemonLog.pattern}`;
+    print(`  ${step.daemonLog.side} daemon log: ${line}`);
+  }
+  print(`  => ${step.explain}`);
+  return undefined;
+}
+
+// The daemon logs a command after answering it: give the line up to 2 s to appear.
+async function waitForLogLine(daemons: DemoDaemons, side: DaemonSide, pattern: RegExp, since: number): Promise<string | undefined> {
+  for (let attempt = 0; attempt < 40; attempt++) {
+    const match = pattern.exec(daemons.readLog(side).slice(since));
+    if (match) return match[0];
+    await sleep(50);
+  }
+  return undefined;
+}
+
+// Show an argv as a shell line, with $DEMO for the temp directory and $PWD for the package root.
+function createDisplay(dir: string): (argv: string[]) => string {
+  const quote = (word: string): string => (/^[\w@%+=:,./$-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`);
+  return (argv) =>
+    argv
+      .map((word) => {
+        let shown = word.split(dir).join('$DEMO');
+        if (process.cwd() === PACKAGE_ROOT) shown = shown.split(path.dirname(EXAMPLE_COMMANDS.host)).join('$PWD/examples/commands');
+        return quote(shown);
+      })
+      .join(' ');
+}

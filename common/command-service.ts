@@ -241,14 +241,19 @@ export function registerCommandService(peer: RpcPeer, options: CommandServiceOpt
       pumpOutput(execution, child.stdout, 'stdout', counters),
       pumpOutput(execution, child.stderr, 'stderr', counters),
     ]);
+    // Awaited below; this only keeps a spawn failure (outcome rejects first) from leaving it unhandled.
+    pumps.catch(() => {});
+    // Output still buffered when the command exits is delivered in full: the window closes only when
+    // nobody will read any more (cancel, or the session ended).
+    const closeWindow = (): void => execution.output.close();
+    signal.addEventListener('abort', closeWindow, { once: true });
     let outcome;
     try {
       outcome = await child.outcome;
+      await pumps;
     } finally {
-      // After a spawn failure nothing will end the pumps' waits on the window.
-      execution.output.close();
+      signal.removeEventListener('abort', closeWindow);
     }
-    await pumps;
     return {
       ...outcome,
       stdoutBytes: counters.stdout,
@@ -277,9 +282,23 @@ export function registerCommandService(peer: RpcPeer, options: CommandServiceOpt
         // A closed window (request over) still drains the pipe so the command is not blocked.
         if (!(await execution.output.reserve(piece.length))) break;
         counters[name] += piece.length;
-        await execution.context.notify(METHODS.executeOutput, { id: execution.context.id, stream: name, data: piece.toString('base64') });
+        await execution.context.sendLine(encodeOutputLine(execution.context.id, name, piece));
       }
     }
+  }
+
+  // The `execute.output` line built straight into one buffer: base64 needs no JSON escaping, so this is
+  // byte for byte what JSON.stringify would produce, without scanning and re-encoding ~350 KB per chunk.
+  function encodeOutputLine(id: RequestId, stream: OutputStream, data: Buffer): Buffer {
+    const head = `{"jsonrpc":"2.0","method":"${METHODS.executeOutput}","params":{"id":${JSON.stringify(id)},"stream":"${stream}","data":"`;
+    const tail = '"}}\n';
+    const headBytes = Buffer.byteLength(head);
+    const dataBytes = 4 * Math.ceil(data.length / 3);
+    const line = Buffer.allocUnsafe(headBytes + dataBytes + tail.length);
+    line.write(head, 0, 'utf8');
+    line.write(data.toString('base64'), headBytes, 'latin1');
+    line.write(tail, headBytes + dataBytes, 'latin1');
+    return line;
   }
 
   function writeInput(execution: Execution, chunk: Buffer): void {

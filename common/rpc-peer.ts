@@ -36,6 +36,8 @@ export interface RequestContext {
   peerInfo: AgentInfo;
   /** Send a notification in this request's session; dropped once the session is over. */
   notify(method: string, params: unknown): Promise<void>;
+  /** Send one already-serialised message line (ending in `\n`) in this request's session (the bulk output path). */
+  sendLine(line: Buffer): Promise<void>;
 }
 export type RequestHandler = (params: unknown, context: RequestContext) => unknown;
 export type NotificationHandler = (params: unknown) => void;
@@ -212,6 +214,11 @@ export class RpcPeer extends EventEmitter {
     this.#ready = false;
     this.#nonce = createNonce();
     this.#helloDelay = 0;
+    // A backlog from the old session says nothing about the new one: read again.
+    if (this.#paused) {
+      this.#paused = false;
+      this.#channel.resume();
+    }
     this.#sendHello();
   }
 
@@ -314,7 +321,12 @@ export class RpcPeer extends EventEmitter {
       this.#log.error(`cannot serialise a message for ${this.options.label}: ${errorMessage(error)}`);
       return Promise.resolve();
     }
-    return this.#channel.write(Buffer.from(line, 'utf8')).then(
+    return this.#sendLine(Buffer.from(line, 'utf8'));
+  }
+
+  #sendLine(line: Buffer): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return this.#channel.write(line).then(
       () => this.#applyBackpressure(),
       (error: unknown) => {
         this.#finish(new ChannelClosedError(`writing to ${this.options.label} failed: ${errorMessage(error)}`));
@@ -470,6 +482,7 @@ export class RpcPeer extends EventEmitter {
       signal: controller.signal,
       peerInfo,
       notify: (m, p) => (session === this.#session ? this.notify(m, p) : Promise.resolve()),
+      sendLine: (line) => (session === this.#session ? this.#sendLine(line) : Promise.resolve()),
     };
     void (async () => {
       try {

@@ -197,6 +197,33 @@ t.test('a slow consumer holds the producer back (flow control), and nothing is l
   t.equal(result.exitCode, 0);
 });
 
+t.test('output still in flight when the command exits is delivered in full (regression: a chunk was dropped)', async (t) => {
+  // Just over one window: the command writes it all and exits while the server still waits for credit.
+  const size = 256 * 1024 + 1000;
+  for (let run = 0; run < 3; run++) {
+    let received = 0;
+    let first = true;
+    const hash = createHash('sha256');
+    const err: Buffer[] = [];
+    await executeRemote(client, {
+      command: 'emit-bytes',
+      args: [String(size)],
+      window: 256 * 1024,
+      stdout: async (chunk) => {
+        hash.update(chunk);
+        received += chunk.length;
+        if (first) {
+          first = false;
+          await delay(300);
+        }
+      },
+      stderr: (c) => void err.push(c),
+    });
+    t.equal(received, size, `run ${run}: every byte arrived`);
+    t.equal(hash.digest('hex'), Buffer.concat(err).toString().trim(), `run ${run}: intact`);
+  }
+});
+
 t.test('an output cap truncates visibly, never silently', async (t) => {
   const capped = await startSocketAgent({ maxOutputBytes: 100_000 });
   const peer = await connectClient(capped.socketPath);

@@ -72,6 +72,8 @@ t.test('the first commands are `npm install && npm run demo` and `npm test`, and
   t.equal(scripts.demo, 'npm run build && node dist/examples/demo/demo.js');
   t.ok(existsSync(path.join(PACKAGE_ROOT, 'dist', 'examples', 'demo', 'demo.js')));
   t.same([scripts.pretest, scripts.test], ['npm run build', 'node test/run-tests.mjs']);
+  // test/examples/bundle.test.ts builds what `npm run bundle` builds, with the same function.
+  t.equal(scripts.bundle, 'npm run build && node dist/examples/bundle/build-bundle.js');
 });
 
 for (const program of Object.keys(PROGRAMS) as Array<keyof typeof PROGRAMS>) {

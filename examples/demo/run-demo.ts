@@ -1,7 +1,8 @@
 // What `npm run demo` does: a host daemon and a guest daemon on this machine over a loopback of QEMU's two
 // virtio-serial channels (no VM, no root), then list and execute in both directions with the real CLIs,
-// each step explained. Cleans up (SIGTERM to the daemons, temp directory removed) on success, failure
-// and Ctrl-C. Exit status: 0 when every step worked, 1 when one failed, 130 / 143 when interrupted.
+// each step explained. Cleans up (SIGTERM to the daemons, temp directory removed) on success, failure,
+// Ctrl-C and a closed output. Exit status: 0 when every step worked, 1 when one failed, 130 on SIGINT,
+// 143 on SIGTERM or SIGHUP, 141 when the output was closed.
 import { execa } from 'execa';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,8 +25,9 @@ export interface DemoOptions {
 // Run the demo; resolves with the exit status (never rejects). Call at most once at a time: it handles
 // SIGINT, SIGTERM and SIGHUP while it runs.
 export async function runDemo(options: DemoOptions = {}): Promise<number> {
+  let outputClosed = false;
   const color = options.write === undefined && process.stdout.isTTY === true && !process.env.NO_COLOR;
-  const write = options.write ?? ((text: string) => void process.stdout.write(text));
+  const write = options.write ?? ((text: string) => void (outputClosed || process.stdout.write(text)));
   const print = (text = ''): void => write(`${text}\n`);
   const bold = (text: string): string => (color ? `\u001b[1m${text}\u001b[22m` : text);
   const red = (text: string): string => (color ? `\u001b[31m${text}\u001b[39m` : text);
@@ -35,7 +37,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
     controller.abort(signal);
   };
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, interrupt);
-  const interruptedStatus = (): number => (controller.signal.reason === 'SIGINT' ? 130 : 143);
+  // Whoever reads our output went away (`npm run demo | head`): stop as on SIGPIPE, but clean up first.
+  const onOutputError = (): void => {
+    outputClosed = true;
+    controller.abort('SIGPIPE');
+  };
+  if (options.write === undefined) process.stdout.on('error', onOutputError);
+  const interruptedStatus = (): number => ({ SIGINT: 130, SIGPIPE: 141 } as Record<string, number>)[String(controller.signal.reason)] ?? 143;
 
   print(bold('negotiator demo'));
   print('A host daemon and a guest daemon run on this machine, joined by a loopback that plays QEMU\'s two');
@@ -81,6 +89,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
     await daemons?.stop();
     if (daemons) print(succeeded ? 'Done. Next: set negotiator up on a libvirt host and in its guests (README.md, "Set-up").' : 'Cleaned up: both daemons stopped, $DEMO removed.');
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(signal, interrupt);
+    process.stdout.off('error', onOutputError);
   }
 }
 

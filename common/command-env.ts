@@ -17,6 +17,8 @@ export interface CommandEnvInput {
   timeoutSeconds: number;
   /** Variables the wiring adds (the host: NEGOTIATOR_GUEST, NEGOTIATOR_GUEST_UUID). */
   extra?: Record<string, string>;
+  /** HOME for the command (the `--run-as` user's); default the daemon user's. */
+  home?: string;
 }
 
 // Build a command's complete environment.
@@ -24,7 +26,7 @@ export function buildCommandEnv(input: CommandEnvInput): Record<string, string> 
   const env: Record<string, string> = {
     PATH: COMMAND_PATH,
     LANG: 'C.UTF-8',
-    HOME: commandHome(),
+    HOME: input.home ?? commandHome(),
     NEGOTIATOR_SIDE: input.side,
     NEGOTIATOR_PEER_SIDE: input.peer.side,
     NEGOTIATOR_COMMAND: input.command,

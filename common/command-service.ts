@@ -46,15 +46,17 @@ export interface CommandServiceOptions {
   exitDrainMs?: number;
   /** argv prefix applied to every command (resource limits, e.g. `prlimit ... --`). */
   wrapper?: readonly string[];
+  /** Run commands as this user and group (`--run-as`), with `home` as HOME. */
   uid?: number;
   gid?: number;
+  home?: string;
   /** Extra environment for commands run for this peer (the host adds NEGOTIATOR_GUEST). */
   extraEnv?: (peer: AgentInfo) => Record<string, string>;
   /** Called once per finished execute (for the daemons' logs). */
   onExecuted?: (record: ExecutedRecord) => void;
 }
-type ResolvedOptions = Readonly<Required<Omit<CommandServiceOptions, 'uid' | 'gid' | 'extraEnv' | 'onExecuted'>>> &
-  Pick<CommandServiceOptions, 'uid' | 'gid' | 'extraEnv' | 'onExecuted'>;
+type ResolvedOptions = Readonly<Required<Omit<CommandServiceOptions, 'uid' | 'gid' | 'home' | 'extraEnv' | 'onExecuted'>>> &
+  Pick<CommandServiceOptions, 'uid' | 'gid' | 'home' | 'extraEnv' | 'onExecuted'>;
 
 export interface ExecutedRecord {
   command: string;
@@ -216,6 +218,7 @@ export function registerCommandService(peer: RpcPeer, options: CommandServiceOpt
       channel: peer.options.label,
       timeoutSeconds: Math.ceil(remaining / 1000),
       extra: config.extraEnv?.(context.peerInfo) ?? {},
+      ...(config.home !== undefined ? { home: config.home } : {}),
     });
     const child = runCommand({
       file,

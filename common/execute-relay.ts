@@ -35,7 +35,8 @@ export function registerExecuteRelay(downstream: RpcPeer, options: ExecuteRelayO
   downstream.handle(METHODS.execute, async (params, context) => {
     const raw = isRecord(params) ? params : {};
     const execute = validateExecuteParams(params);
-    const upstream = await options.resolveUpstream(raw);
+    // Registered before the first await: the caller's stdin chunks follow the request at once and
+    // must find it (they wait in the queue, bounded by the caller's window).
     const relayed: RelayedRequest = { output: new FlowWindow(execute.window), input: new InputQueue() };
     active.set(context.id, relayed);
     const sink = (stream: OutputStream) => async (chunk: Buffer) => {
@@ -43,6 +44,7 @@ export function registerExecuteRelay(downstream: RpcPeer, options: ExecuteRelayO
       await context.notify(METHODS.executeOutput, { id: context.id, stream, data: chunk.toString('base64') });
     };
     try {
+      const upstream = await options.resolveUpstream(raw);
       const result = await executeRemote(upstream, {
         command: execute.command,
         args: execute.args,

@@ -5,7 +5,7 @@ import { readPackageVersion } from '../common/agent-info.js';
 import { EXIT_CODES, formatCliError } from '../common/cli-actions.js';
 import { DEFAULT_COMMAND_DIRECTORY, collectDirectory, increment, logLevelOf, parseBytes, parseCount, parseTimeoutSeconds } from '../common/cli-options.js';
 import { CHANNEL_NAMES } from '../common/protocol.js';
-import { DEFAULT_GUEST_CONTROL_SOCKET, PROGRAM, runGuestCli } from './run-guest.js';
+import { DEFAULT_GUEST_CONTROL_SOCKET, PROGRAM, runGuestCli, runGuestDoctor } from './run-guest.js';
 
 const program = new Command(PROGRAM)
   .description('Run commands on this guest\'s KVM/QEMU host, and serve the host\'s requests (--daemon).')
@@ -14,7 +14,7 @@ const program = new Command(PROGRAM)
   .option('-l, --list-commands', 'list the commands the host offers to this guest')
   .option('-e, --execute <command>', 'run a host command, e.g. --execute \'reboot-notify now\' (split like a shell, no shell runs)')
   .addOption(new Option('-t, --timeout <seconds>', 'deadline of a request; the command is terminated after it (0 = none)').default(10_000, '10').argParser(parseTimeoutSeconds))
-  .option('--json', 'print machine-readable results (list and execute)', false)
+  .option('--json', 'print machine-readable results (list, execute and doctor)', false)
   .option('-n, --no-stdin', 'do not forward stdin to the command (it reads /dev/null)')
   .option('-c, --character-device <channel>', 'talk to the host through this channel, not through the daemon: a device (/dev/vport1p2), serial:/dev/ttyS1[@BAUD], unix:PATH or tcp:HOST:PORT')
   .option('--host-to-guest <channel>', 'daemon: the channel the host calls us on (virtio:NAME, a device, serial:..., unix:..., tcp:...)', `virtio:${CHANNEL_NAMES.hostToGuest}`)
@@ -28,6 +28,8 @@ const program = new Command(PROGRAM)
   .addOption(new Option('--max-command-time <seconds>', 'daemon: longest any command may run, whatever the host asks (0 = no cap)').default(3_600_000, '3600').argParser(parseTimeoutSeconds))
   .addOption(new Option('--max-output <size>', 'daemon: stdout (and stderr) bytes sent per command; the rest is dropped and reported (0 = no cap)').default(1024 ** 3, '1G').argParser(parseBytes))
   .addOption(new Option('--kill-grace <seconds>', 'daemon: between SIGTERM and SIGKILL of a command\'s process group').default(5000, '5').argParser(parseTimeoutSeconds))
+  .option('--rlimit <name=value>', `daemon: a resource limit for every command (repeatable; nofile, nproc, as, cpu, fsize, core; e.g. nofile=1024 as=2G), applied with prlimit`, (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--run-as <user>', 'daemon: run commands as this user (default: the daemon\'s user)')
   .addOption(new Option('--max-line-bytes <size>', 'longest protocol line accepted').default(1024 * 1024, '1M').argParser(parseBytes))
   .addOption(new Option('--grace <seconds>', 'daemon: on SIGTERM, how long running commands may finish before they are canceled').default(10_000, '10').argParser(parseTimeoutSeconds))
   .option('-v, --verbose', 'more log lines (repeat for debug)', increment, 0)
@@ -49,6 +51,23 @@ The daemon logs to stderr; see the README for set-up, security and troubleshooti
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
+// Subcommands record what to run; without one, the options above do the work (the root's action is empty).
+let subcommand: (() => Promise<number>) | undefined;
+const io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
+program.action(() => {});
+program
+  .command('doctor')
+  .description('check virtio_console, the ports by name, their devices, the guest daemon and the host; one line per check')
+  .addOption(new Option('--sys-root <dir>', 'where sysfs is (tests)').default('/sys').hideHelp())
+  .addOption(new Option('--dev-root <dir>', 'where the device nodes are (tests)').default('/dev').hideHelp())
+  .addOption(new Option('--proc-root <dir>', 'where procfs is (tests)').default('/proc').hideHelp())
+  .addHelpText('after', `\nAlso: --host-to-guest, --guest-to-host, --control-socket, --timeout, --json.\nLines: ok|warn|FAIL  <what>  <fix>. Exit status 0 when nothing FAILs, 1 otherwise.`)
+  .action((options: { sysRoot: string; devRoot: string; procRoot: string }) => {
+    const root = program.opts();
+    subcommand = () =>
+      runGuestDoctor({ ...options, hostToGuest: root.hostToGuest, guestToHost: root.guestToHost, controlSocket: root.controlSocket, timeoutMs: root.timeout, json: root.json }, io);
+  });
+
 try {
   program.parse(process.argv);
 } catch (error) {
@@ -57,7 +76,7 @@ try {
 }
 const parsed = program.opts();
 try {
-  const code = await runGuestCli(
+  const code = await (subcommand?.() ?? runGuestCli(
     {
       daemon: Boolean(parsed.daemon),
       listCommands: Boolean(parsed.listCommands),
@@ -80,9 +99,11 @@ try {
       killGraceMs: parsed.killGrace,
       maxLineBytes: parsed.maxLineBytes,
       graceMs: parsed.grace,
+      rlimits: parsed.rlimit,
+      runAs: parsed.runAs,
     },
-    { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
-  );
+    io,
+  ));
   process.exitCode = code;
   // Output written to a pipe must drain before we leave; then nothing (a pending stdin read) holds us.
   process.stdout.write('', () => process.exit(code));

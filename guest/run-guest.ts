@@ -34,6 +34,8 @@ export interface GuestCliOptions {
   killGraceMs: number;
   maxLineBytes: number;
   graceMs: number;
+  rlimits: string[];
+  runAs?: string;
 }
 
 // Run the CLI; resolves with the process exit code (the daemon resolves only when asked to stop).
@@ -43,6 +45,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
     // The daemon's modules (registry, runner, execa) are loaded only here: a CLI starts faster without them.
     const { startGuestDaemon } = await import('./daemon.js');
     const { stopOnSignals } = await import('../common/daemon-lifecycle.js');
+    const { resolveCommandIdentity } = await import('../common/resource-limits.js');
     const daemon = await startGuestDaemon({
       hostToGuest: parseGuestChannelSpec(options.hostToGuest),
       guestToHost: options.guestToHost === 'none' ? undefined : parseGuestChannelSpec(options.guestToHost),
@@ -55,6 +58,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
         maxTimeoutMs: options.maxCommandTimeMs,
         maxOutputBytes: options.maxOutputBytes,
         killGraceMs: options.killGraceMs,
+        ...(await resolveCommandIdentity(options.rlimits, options.runAs)),
       },
       requestTimeoutMs: options.timeoutMs,
       maxLineBytes: options.maxLineBytes,
@@ -97,3 +101,31 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
 
 /** The control socket's default path. */
 export const DEFAULT_GUEST_CONTROL_SOCKET = '/run/negotiator/guest.sock';
+
+/** `negotiator-guest doctor` as the CLI parsed it. */
+export interface GuestDoctorCommandOptions {
+  hostToGuest: string;
+  guestToHost: string;
+  controlSocket: string;
+  timeoutMs: number;
+  json: boolean;
+  sysRoot: string;
+  devRoot: string;
+  procRoot: string;
+}
+
+// `negotiator-guest doctor`; its module loads only when asked.
+export async function runGuestDoctor(options: GuestDoctorCommandOptions, io: CliIo): Promise<number> {
+  const { nonce: _unused, ...localInfo } = createAgentInfo({ side: 'guest', os: await readOsInfo(), nonce: '' });
+  const { runDoctor } = await import('./doctor.js');
+  return runDoctor(
+    {
+      ...options,
+      hostToGuest: parseGuestChannelSpec(options.hostToGuest),
+      guestToHost: options.guestToHost === 'none' ? undefined : parseGuestChannelSpec(options.guestToHost),
+      localInfo,
+    },
+    io,
+    PROGRAM,
+  );
+}

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { readPackageVersion } from '../common/agent-info.js';
 import { EXIT_CODES, formatCliError } from '../common/cli-actions.js';
 import { DEFAULT_COMMAND_DIRECTORY, collectDirectory, increment, logLevelOf, parseBytes, parseCount, parseTimeoutSeconds } from '../common/cli-options.js';
-import { DEFAULT_HOST_CONTROL_SOCKET, PROGRAM, runHostCli } from './run-host.js';
+import { DEFAULT_HOST_CONTROL_SOCKET, PROGRAM, runHostCli, runHostDoctor, runHostSetup } from './run-host.js';
 
 // A group name or number to a gid (from /etc/group).
 function parseGroup(value: string): number {
@@ -24,7 +24,7 @@ const program = new Command(PROGRAM)
   .option('-l, --list-commands', 'list the commands GUEST offers')
   .option('-e, --execute <command>', 'run a command in GUEST, e.g. --execute \'df -h /\' vm1 (split like a shell, no shell runs)')
   .addOption(new Option('-t, --timeout <seconds>', 'deadline of a request; the command is terminated after it (0 = none)').default(10_000, '10').argParser(parseTimeoutSeconds))
-  .option('--json', 'print machine-readable results (guests, list and execute)', false)
+  .option('--json', 'print machine-readable results (guests, list, execute, setup and doctor)', false)
   .option('-n, --no-stdin', 'do not forward stdin to the command (it reads /dev/null)')
   .option('--guest <name=spec>', 'a guest that is not libvirt\'s (repeatable): NAME=DIR holding the two channel sockets, or NAME=h2g=PATH,g2h=PATH', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--no-libvirt', 'do not ask libvirt for guests (only --guest ones)')
@@ -40,6 +40,8 @@ const program = new Command(PROGRAM)
   .addOption(new Option('--max-command-time <seconds>', 'daemon: longest any command may run, whatever a guest asks (0 = no cap)').default(3_600_000, '3600').argParser(parseTimeoutSeconds))
   .addOption(new Option('--max-output <size>', 'daemon: stdout (and stderr) bytes sent per command; the rest is dropped and reported (0 = no cap)').default(1024 ** 3, '1G').argParser(parseBytes))
   .addOption(new Option('--kill-grace <seconds>', 'daemon: between SIGTERM and SIGKILL of a command\'s process group').default(5000, '5').argParser(parseTimeoutSeconds))
+  .option('--rlimit <name=value>', `daemon: a resource limit for every command (repeatable; nofile, nproc, as, cpu, fsize, core; e.g. nofile=1024 as=2G), applied with prlimit`, (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--run-as <user>', 'daemon: run commands as this user (default: the daemon\'s user)')
   .addOption(new Option('--max-line-bytes <size>', 'longest protocol line accepted').default(1024 * 1024, '1M').argParser(parseBytes))
   .addOption(new Option('--grace <seconds>', 'daemon: on SIGTERM, how long running commands may finish before they are canceled').default(10_000, '10').argParser(parseTimeoutSeconds))
   .option('-v, --verbose', 'more log lines (repeat for debug)', increment, 0)
@@ -62,6 +64,31 @@ See the README for set-up (libvirt/), security and troubleshooting.`,
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
+// Subcommands record what to run; without one, the options above do the work (the root's action is empty).
+let subcommand: (() => Promise<number>) | undefined;
+const io = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr };
+program.action(() => {});
+program
+  .command('setup')
+  .description('add the two negotiator channels to a libvirt domain\'s persistent definition (idempotent)')
+  .argument('<guest>', 'the libvirt domain')
+  .option('--dry-run', 'print the channel XML that would be added; change nothing')
+  .addHelpText('after', `\nAlso: --libvirt-uri, --json. The channels take effect after a full stop and start of the guest\n(virsh shutdown GUEST; virsh start GUEST), not a reboot. See libvirt/negotiator-channels.xml.`)
+  .action((guest: string, options: { dryRun?: boolean }) => {
+    const root = program.opts();
+    subcommand = () => runHostSetup({ guestName: guest, dryRun: Boolean(options.dryRun), json: root.json, libvirtUri: root.libvirtUri }, io);
+  });
+program
+  .command('doctor')
+  .description('check libvirt, the guests\' channels, the host daemon and the guest agents; one line per check')
+  .argument('[guest]', 'check only this guest (default: every running guest)')
+  .addHelpText('after', `\nAlso: --libvirt-uri, --no-libvirt, --guest, --control-socket, --timeout, --json.\nLines: ok|warn|FAIL  <what>  <fix>. Exit status 0 when nothing FAILs, 1 otherwise.`)
+  .action((guest: string | undefined) => {
+    const root = program.opts();
+    subcommand = () =>
+      runHostDoctor({ guestName: guest, guest: root.guest, libvirt: root.libvirt, libvirtUri: root.libvirtUri, controlSocket: root.controlSocket, timeoutMs: root.timeout, json: root.json }, io);
+  });
+
 try {
   program.parse(process.argv);
 } catch (error) {
@@ -70,7 +97,7 @@ try {
 }
 const parsed = program.opts();
 try {
-  const code = await runHostCli(
+  const code = await (subcommand?.() ?? runHostCli(
     {
       daemon: Boolean(parsed.daemon),
       listGuests: Boolean(parsed.listGuests),
@@ -97,9 +124,11 @@ try {
       killGraceMs: parsed.killGrace,
       maxLineBytes: parsed.maxLineBytes,
       graceMs: parsed.grace,
+      rlimits: parsed.rlimit,
+      runAs: parsed.runAs,
     },
-    { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
-  );
+    io,
+  ));
   process.exitCode = code;
   process.stdout.write('', () => process.exit(code));
 } catch (error) {

@@ -9,6 +9,7 @@ import { createLogger, type LogLevel } from '../common/logger.js';
 import { METHODS } from '../common/protocol.js';
 import { connectChannel } from '../common/stream-channel.js';
 import type { GuestStatus } from './guest-connections.js';
+import type { SetupCliOptions } from './setup-domain.js';
 import { parseGuestSpecs } from './static-guests.js';
 
 export const PROGRAM = 'negotiator-host';
@@ -40,6 +41,8 @@ export interface HostCliOptions {
   killGraceMs: number;
   maxLineBytes: number;
   graceMs: number;
+  rlimits: string[];
+  runAs?: string;
 }
 
 // Run the CLI; resolves with the exit code (the daemon only when asked to stop).
@@ -50,6 +53,7 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
     // The daemon's modules (discovery, registry, runner) are loaded only here: a CLI starts faster without them.
     const { startHostDaemon } = await import('./daemon.js');
     const { stopOnSignals } = await import('../common/daemon-lifecycle.js');
+    const { resolveCommandIdentity } = await import('../common/resource-limits.js');
     const { createVirsh } = await import('./virsh.js');
     const daemon = await startHostDaemon({
       discovery: {
@@ -67,6 +71,7 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
         maxTimeoutMs: options.maxCommandTimeMs,
         maxOutputBytes: options.maxOutputBytes,
         killGraceMs: options.killGraceMs,
+        ...(await resolveCommandIdentity(options.rlimits, options.runAs)),
       },
       requestTimeoutMs: options.timeoutMs,
       maxLineBytes: options.maxLineBytes,
@@ -134,3 +139,39 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
 
 /** The control socket's default path. */
 export const DEFAULT_HOST_CONTROL_SOCKET = '/run/negotiator/host.sock';
+
+/** `negotiator-host doctor [GUEST]` as the CLI parsed it. */
+export interface HostDoctorCommandOptions {
+  guestName?: string;
+  guest: string[];
+  libvirt: boolean;
+  libvirtUri: string;
+  controlSocket: string;
+  timeoutMs: number;
+  json: boolean;
+}
+
+// `negotiator-host setup GUEST`; its module loads only when asked.
+export async function runHostSetup(options: SetupCliOptions, io: CliIo): Promise<number> {
+  return (await import('./setup-domain.js')).runSetup(options, io, PROGRAM);
+}
+
+// `negotiator-host doctor [GUEST]`; its module loads only when asked.
+export async function runHostDoctor(options: HostDoctorCommandOptions, io: CliIo): Promise<number> {
+  const { nonce: _unused, ...localInfo } = createAgentInfo({ side: 'host', os: await readOsInfo(), nonce: '' });
+  const { runDoctor } = await import('./doctor.js');
+  return runDoctor(
+    {
+      ...(options.guestName !== undefined ? { guestName: options.guestName } : {}),
+      staticGuests: parseGuestSpecs(options.guest),
+      libvirt: options.libvirt,
+      libvirtUri: options.libvirtUri,
+      controlSocket: options.controlSocket,
+      localInfo,
+      timeoutMs: options.timeoutMs,
+      json: options.json,
+    },
+    io,
+    PROGRAM,
+  );
+}

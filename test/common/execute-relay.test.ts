@@ -21,7 +21,9 @@ const control = net.createServer((socket) => {
   const peer = new RpcPeer(createStreamChannel(socket, 'cli'), { localInfo: testAgentInfo('host'), label: 'cli' });
   registerExecuteRelay(peer, {
     logger: agent.log,
-    resolveUpstream: (params) => {
+    resolveUpstream: async (params) => {
+      // A lookup that takes a while (as waiting for a guest's channel does): stdin sent meanwhile must wait.
+      if (params.guest === 'slow') return new Promise((resolve) => setTimeout(() => resolve(upstream), 200));
       if (params.guest !== 'vm1') throw new RpcError(ERROR_CODES.invalidParams, `unknown guest ${String(params.guest)}; known: vm1`);
       return upstream;
     },
@@ -52,6 +54,13 @@ t.test('execute through the relay: args, stdin, stdout, stderr, exit code', asyn
   await executeRemote(cli, { guest: 'vm1', command: 'cat-stdin', stdin: input, stdout: (c) => void echoed.push(c) });
   t.ok(Buffer.concat(echoed).equals(input), '2 MiB of stdin went through and came back');
   t.match(relayed.at(-1), { guest: 'vm1', command: 'cat-stdin' });
+});
+
+t.test('stdin sent while the daemon still looks the guest up is not lost (regression)', async (t) => {
+  const echoed: Buffer[] = [];
+  const result = await executeRemote(cli, { guest: 'slow', command: 'cat-stdin', stdin: 'early bytes\n', stdout: (c) => void echoed.push(c) });
+  t.equal(result.exitCode, 0);
+  t.equal(Buffer.concat(echoed).toString(), 'early bytes\n');
 });
 
 t.test('16 MiB through two hops intact, with a small window', async (t) => {

@@ -118,6 +118,26 @@ async function runScenarios(): Promise<void> {
     t.equal((await hostCli(['--execute', 'echo-args agent-back', 'lab'])).stdout, 'agent-back\n');
   });
 
+  t.test('the guest daemon idles while no host is connected (issue 3: idle CPU)', async (t) => {
+    const ticks = async (): Promise<number> => Number((await hostCli(['--execute', 'agent-cpu', 'lab'])).stdout.trim());
+    const first = await ticks();
+    const second = await ticks();
+    const perCall = Math.max(0, second - first);
+    host.kill('SIGKILL');
+    await host;
+    const idleMs = 20_000;
+    await new Promise((resolve) => setTimeout(resolve, idleMs));
+    const mark = outputMark(host);
+    host = startHost();
+    await waitForOutput(host, /guest lab.*connected to the guest agent/, 60_000, mark);
+    const after = await ticks();
+    // Clock ticks are 1/100 s: 1 % of a CPU over the window is idleMs / 1000 ticks.
+    const idleTicks = Math.max(0, after - second - 2 * perCall);
+    const percent = idleTicks / (idleMs / 10);
+    t.comment(`guest daemon CPU with no host connected: ~${percent.toFixed(2)} % over ${idleMs / 1000} s (${idleTicks} ticks; ${perCall} ticks per request subtracted)`);
+    t.ok(percent < 5, `no busy loop: ${percent.toFixed(2)} % of a CPU (TCG guest on a loaded host)`);
+  });
+
   t.test('scenario 2: guest reboot: the host reconnects on its own; a request it gave up on is never run', async (t) => {
     const mark = outputMark(host);
     const consoleMark = guest!.console().length;

@@ -1,0 +1,59 @@
+// Scenario 6: a guest whose only agent channel is an isa-serial line (/dev/ttyS1 on a QEMU UNIX socket),
+// one channel carrying both directions: the same list and execute round trips, both ways.
+import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { FIXTURE_COMMANDS } from '../helpers/socket-agent.js';
+import { HOST_CLI, runCli, startCli, waitForOutput } from '../helpers/spawn-cli.js';
+import { bootGuest, buildGuestImage, vmSkipReason, type BootedGuest } from '../helpers/vm.js';
+
+const skip = vmSkipReason();
+if (skip) {
+  if (process.env.CI) t.fail(`the isa-serial scenario must run in CI but cannot: ${skip}`);
+  else t.plan(0, `skipping the isa-serial scenario: ${skip}`);
+} else {
+  await runScenario();
+}
+
+async function runScenario(): Promise<void> {
+  buildGuestImage();
+  const work = mkdtempSync(path.join(os.tmpdir(), 'negotiator-serial-'));
+  const sockDir = path.join(work, 'vm');
+  const serialSocket = path.join(sockDir, 'serial.sock');
+  const control = path.join(work, 'host.sock');
+  let guest: BootedGuest | undefined;
+  const host = startCli(HOST_CLI, ['--daemon', '--no-libvirt', '--guest', `ser=h2g=${serialSocket}`, '--control-socket', control, '--commands-dir', FIXTURE_COMMANDS, '-v']);
+  t.teardown(async () => {
+    host.kill('SIGKILL');
+    await host;
+    await guest?.kill();
+    rmSync(work, { recursive: true, force: true });
+  });
+  guest = await bootGuest({
+    sockDir,
+    command: 'sh test/fixtures/vm/run-guest-agent.sh -v --host-to-guest serial:/dev/ttyS1 --guest-to-host none',
+    // The console is ttyS0; this second 16550 becomes ttyS1, its host end a UNIX socket QEMU listens on.
+    qemuExtra: `-chardev socket,id=agentserial,path=${serialSocket},server=on,wait=off -device isa-serial,chardev=agentserial`,
+  });
+  await guest.waitForConsole(/negotiator-guest \S+ ready: control socket \S+, channels serial \/dev\/ttyS1@38400/, 120_000);
+  await waitForOutput(host, /guest ser.*connected to the guest agent/, 60_000);
+  t.comment('scenario 6: agent on isa-serial connected');
+  const hostCli = (args: string[], input?: string) =>
+    runCli(HOST_CLI, ['--control-socket', control, '--no-libvirt', ...args], { timeoutMs: 120_000, ...(input !== undefined ? { input } : {}) });
+
+  t.test('host -> guest over the serial line: list, args, stdin, exit code', async (t) => {
+    t.match((await hostCli(['--list-commands', 'ser'])).stdout, /^echo-args +Print each argument/m);
+    const run = await hostCli(['--execute', `echo-args 'over serial' 2`, 'ser']);
+    t.same([run.exitCode, run.stdout], [0, 'over serial\n2\n']);
+    t.equal((await hostCli(['--execute', 'cat-stdin', 'ser'], 'line in\n')).stdout, 'line in\n');
+    const failing = await hostCli(['--execute', 'exit-with 6', 'ser']);
+    t.same([failing.exitCode, failing.stdout, failing.stderr], [6, 'out:6\n', 'err:6\n']);
+  });
+
+  t.test('guest -> host over the same line', async (t) => {
+    const env = await hostCli(['--execute', 'guest-cli --no-stdin --execute show-env', 'ser', '--timeout', '60']);
+    t.equal(env.exitCode, 0, env.stderr);
+    t.match(env.stdout, /^NEGOTIATOR_GUEST=ser$/m);
+  });
+}

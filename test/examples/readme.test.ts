@@ -143,10 +143,13 @@ t.test('every option a README example gives to negotiator-host or negotiator-gue
 });
 
 t.test('every relative link in the README leads to a file or folder', async (t) => {
-  // libvirt/ is being written in another change (see the README's "libvirt set-up helper" section).
-  const pending = new Set(['libvirt/']);
+  // libvirt/ comes from another change (see the README's "libvirt set-up helper" section).
   for (const [, target] of README.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)) {
-    if (/^[a-z]+:/.test(target!) || pending.has(target!)) continue;
+    if (/^[a-z]+:/.test(target!)) continue;
+    if (target!.startsWith('libvirt/') && !existsSync(path.join(PACKAGE_ROOT, target!))) {
+      t.comment(`${target} is not there yet (written in another change)`);
+      continue;
+    }
     t.ok(existsSync(path.join(PACKAGE_ROOT, target!)), target!);
   }
   for (const [, anchor] of README.matchAll(/\]\(#([^)]+)\)/g)) {
@@ -198,8 +201,8 @@ t.test('the marked examples run as written against a loopback guest', async (t) 
   await t.test('help', async (t) => {
     const result = await runBlock('help');
     t.equal(result.exitCode, 0, result.stderr);
-    t.match(result.stdout, /^Usage: negotiator-host \[options\] \[guest\]$/m);
-    t.match(result.stdout, /^Usage: negotiator-guest \[options\]$/m);
+    t.match(result.stdout, /^Usage: negotiator-host \[options\] \[command\] \[guest\]$/m);
+    t.match(result.stdout, /^Usage: negotiator-guest \[options\] \[command\]$/m);
     const version = (JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
     t.match(result.stdout, new RegExp(`\\n${version.replace(/\./g, '\\.')}$`), '--version');
   });
@@ -231,6 +234,8 @@ t.test('the marked examples run as written against a loopback guest', async (t) 
     t.match(result.stdout, /^NAME +AGENT +CHANNELS\nvm1 +negotiator /m, '--list-guests');
     t.match(result.stdout, new RegExp(`^${os.type()} ${os.release().replace(/[.+]/g, '\\$&')} `, 'm'), '--execute kernel vm1');
     t.match(result.stdout, /^NEGOTIATOR_PEER_SIDE=host$/m, 'who-is-calling in the guest');
+    t.match(result.stdout, /^ok +vm1: the agent answers through the host daemon/m, 'doctor');
+    t.notMatch(result.stdout, /^FAIL/m, 'doctor: nothing fails');
     t.match(result.stdout, /^reboot-notify +A guest tells the host/m, 'the guest lists the host\'s commands');
     t.match(result.stdout, /acknowledges: guest vm1 may reboot/, 'reboot-notify knows the guest by its --guest name');
 

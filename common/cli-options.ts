@@ -1,5 +1,7 @@
 // Option parsing shared by both CLIs (commander), validated at the edge with messages that name the fix.
 import { InvalidArgumentError } from 'commander';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { LogLevel } from './logger.js';
 
@@ -50,4 +52,18 @@ export function logLevelOf(verbose: number, quiet: number): LogLevel {
 // Counter for repeatable flags (-v -v).
 export function increment(_value: string, previous: number): number {
   return previous + 1;
+}
+
+// A group name or number to a gid: `getent group` (sees LDAP/sssd groups), else /etc/group.
+export function parseGroup(value: string): number {
+  if (/^\d+$/.test(value)) return Number(value);
+  let line: string | undefined;
+  try {
+    line = execFileSync('getent', ['group', value], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0];
+  } catch {
+    line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[0] === value);
+  }
+  const gid = line?.split(':')[2];
+  if (!gid) throw new InvalidArgumentError(`no group \`${value}\` (create it with groupadd, or give a number)`);
+  return Number(gid);
 }

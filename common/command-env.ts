@@ -11,7 +11,7 @@ export interface CommandEnvInput {
   requestId: RequestId;
   /** The caller, as it described itself in its hello (untrusted: sanitized here). */
   peer: AgentInfo;
-  /** Name of the channel the request came in on. */
+  /** Name of the channel the request came in on (`negotiator-host-to-guest.0` or `negotiator-guest-to-host.0`). */
   channel: string;
   /** Seconds the command has before it is terminated; 0 = no deadline. */
   timeoutSeconds: number;

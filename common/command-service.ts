@@ -50,13 +50,15 @@ export interface CommandServiceOptions {
   uid?: number;
   gid?: number;
   home?: string;
+  /** NEGOTIATOR_CHANNEL for commands: the channel's name (`negotiator-host-to-guest.0`); default the peer's label. */
+  channelName?: string;
   /** Extra environment for commands run for this peer (the host adds NEGOTIATOR_GUEST). */
   extraEnv?: (peer: AgentInfo) => Record<string, string>;
   /** Called once per finished execute (for the daemons' logs). */
   onExecuted?: (record: ExecutedRecord) => void;
 }
-type ResolvedOptions = Readonly<Required<Omit<CommandServiceOptions, 'uid' | 'gid' | 'home' | 'extraEnv' | 'onExecuted'>>> &
-  Pick<CommandServiceOptions, 'uid' | 'gid' | 'home' | 'extraEnv' | 'onExecuted'>;
+type ResolvedOptions = Readonly<Required<Omit<CommandServiceOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted'>>> &
+  Pick<CommandServiceOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted'>;
 
 export interface ExecutedRecord {
   command: string;
@@ -215,7 +217,7 @@ export function registerCommandService(peer: RpcPeer, options: CommandServiceOpt
       command: params.command,
       requestId: context.id,
       peer: context.peerInfo,
-      channel: peer.options.label,
+      channel: config.channelName ?? peer.options.label,
       timeoutSeconds: Math.ceil(remaining / 1000),
       extra: config.extraEnv?.(context.peerInfo) ?? {},
       ...(config.home !== undefined ? { home: config.home } : {}),

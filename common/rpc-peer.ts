@@ -137,6 +137,7 @@ export class RpcPeer extends EventEmitter {
   #started = false;
   readonly #early: Buffer[] = [];
   #handshakeError: HandshakeError | undefined;
+  #echoWarned = false;
   /** Sends queued until the handshake completes (each checks its request is still pending). */
   readonly #whenReady: Array<() => void> = [];
 
@@ -552,6 +553,7 @@ export class RpcPeer extends EventEmitter {
       this.#warn(`${this.options.label}: hello with an invalid id; ignored`);
       return;
     }
+    if (this.#isOwnEcho(params)) return;
     let info: AgentInfo;
     try {
       info = validatePeerHello(params, this.localInfo);
@@ -569,11 +571,22 @@ export class RpcPeer extends EventEmitter {
       this.#handshakeFailed(RpcError.fromWire(message.error));
       return;
     }
+    if (this.#isOwnEcho(message.result)) return;
     try {
       this.#adoptPeer(validatePeerHello(message.result, this.localInfo));
     } catch (error) {
       this.#handshakeFailed(error as RpcError);
     }
+  }
+
+  // A channel that echoes (a serial line not yet in raw mode) hands us our own hello: never adopt ourselves.
+  #isOwnEcho(info: unknown): boolean {
+    if (!isRecord(info) || info.nonce !== this.#nonce) return false;
+    if (!this.#echoWarned) {
+      this.#echoWarned = true;
+      this.#log.warn(`${this.options.label} sent back our own hello: the channel echoes what we write (a serial line not in raw mode?); ignoring it`);
+    }
+    return true;
   }
 
   #handshakeFailed(error: RpcError): void {

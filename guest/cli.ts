@@ -3,7 +3,7 @@
 import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/agent-info.js';
 import { EXIT_CODES, formatCliError } from '../common/cli-actions.js';
-import { DEFAULT_COMMAND_DIRECTORY, collectDirectory, increment, logLevelOf, parseBytes, parseCount, parseTimeoutSeconds } from '../common/cli-options.js';
+import { DEFAULT_COMMAND_DIRECTORY, collectDirectory, increment, logLevelOf, parseBytes, parseCount, parseGroup, parseTimeoutSeconds } from '../common/cli-options.js';
 import { CHANNEL_NAMES } from '../common/protocol.js';
 import { DEFAULT_GUEST_CONTROL_SOCKET, PROGRAM, runGuestCli, runGuestDoctor } from './run-guest.js';
 
@@ -21,6 +21,7 @@ const program = new Command(PROGRAM)
   .option('--guest-to-host <channel>', 'daemon: the channel we call the host on; "none" to use --host-to-guest both ways (one serial line)', `virtio:${CHANNEL_NAMES.guestToHost}`)
   .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', DEFAULT_GUEST_CONTROL_SOCKET)
   .addOption(new Option('--control-mode <octal>', 'file mode of the control socket').default(0o660, '0660').argParser((v) => parseInt(v, 8)))
+  .addOption(new Option('--control-group <group>', 'daemon: let this group use the control socket (unset: the daemon\'s own group)').argParser(parseGroup))
   .option('--commands-dir <dir>', `daemon: a command directory (repeatable, first wins; default ${DEFAULT_COMMAND_DIRECTORY})`, collectDirectory)
   .option('--no-builtin-commands', 'daemon: do not offer the built-in read-only commands')
   .addOption(new Option('--max-concurrent <n>', 'daemon: commands running at once per channel').default(8).argParser(parseCount(false)))
@@ -87,6 +88,7 @@ try {
       guestToHost: parsed.guestToHost,
       controlSocket: parsed.controlSocket,
       controlMode: parsed.controlMode,
+      controlGroup: parsed.controlGroup,
       commandsDir: parsed.commandsDir,
       builtinCommands: parsed.builtinCommands,
       json: parsed.json,

@@ -10,7 +10,7 @@ import { startControlServer, type ControlServer } from '../common/control-server
 import { announceReady } from '../common/daemon-lifecycle.js';
 import { registerExecuteRelay } from '../common/execute-relay.js';
 import type { Logger } from '../common/logger.js';
-import { METHODS, type AgentInfo } from '../common/protocol.js';
+import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/protocol.js';
 import { describeGuestChannel, type GuestChannelSpec } from './channel-spec.js';
 import { openGuestChannel } from './open-channel.js';
 
@@ -49,7 +49,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
   const registry: CommandRegistry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
   await registry.ready;
 
-  const startSession = (label: string, announce: boolean) => (channel: Parameters<ChannelKeeperStart>[0]): AgentSession =>
+  const startSession = (label: string, channelName: string, announce: boolean) => (channel: Parameters<ChannelKeeperStart>[0]): AgentSession =>
     startAgentSession({
       channel,
       label,
@@ -60,6 +60,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
       serve: {
         side: 'guest',
         commands: registry,
+        channelName,
         ...options.limits,
         onExecuted: (record) => {
           const outcome = record.result
@@ -69,7 +70,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
         },
       },
     });
-  const keep = (spec: GuestChannelSpec, label: string, announce: boolean): ChannelKeeper =>
+  const keep = (spec: GuestChannelSpec, label: string, channelName: string, announce: boolean): ChannelKeeper =>
     keepChannel({
       label,
       logger: log,
@@ -80,11 +81,11 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
           ...(options.sysRoot ? { sysRoot: options.sysRoot } : {}),
           ...(options.devRoot ? { devRoot: options.devRoot } : {}),
         }),
-      startSession: startSession(label, announce),
+      startSession: startSession(label, channelName, announce),
     });
 
-  const hostToGuest = keep(options.hostToGuest, describeGuestChannel(options.hostToGuest), options.guestToHost === undefined);
-  const guestToHost = options.guestToHost ? keep(options.guestToHost, describeGuestChannel(options.guestToHost), true) : undefined;
+  const hostToGuest = keep(options.hostToGuest, describeGuestChannel(options.hostToGuest), CHANNEL_NAMES.hostToGuest, options.guestToHost === undefined);
+  const guestToHost = options.guestToHost ? keep(options.guestToHost, describeGuestChannel(options.guestToHost), CHANNEL_NAMES.guestToHost, true) : undefined;
   const outbound = guestToHost ?? hostToGuest;
   const keepers = guestToHost ? [hostToGuest, guestToHost] : [hostToGuest];
 

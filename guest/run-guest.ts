@@ -22,6 +22,7 @@ export interface GuestCliOptions {
   guestToHost: string;
   controlSocket: string;
   controlMode: number;
+  controlGroup?: number;
   commandsDir?: string[];
   builtinCommands: boolean;
   json: boolean;
@@ -52,6 +53,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
       commandDirectories: [...(options.commandsDir ?? [DEFAULT_COMMAND_DIRECTORY]), ...(options.builtinCommands ? [builtinCommandsDirectory()] : [])],
       controlSocket: options.controlSocket,
       controlMode: options.controlMode,
+      ...(options.controlGroup !== undefined ? { controlGid: options.controlGroup } : {}),
       limits: {
         maxConcurrent: options.maxConcurrent,
         maxQueued: options.maxQueued,

@@ -1,19 +1,10 @@
 #!/usr/bin/env node
 // negotiator-host: argument parsing only; the work is in run-host.ts.
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/agent-info.js';
 import { EXIT_CODES, formatCliError } from '../common/cli-actions.js';
-import { DEFAULT_COMMAND_DIRECTORY, collectDirectory, increment, logLevelOf, parseBytes, parseCount, parseTimeoutSeconds } from '../common/cli-options.js';
+import { DEFAULT_COMMAND_DIRECTORY, collectDirectory, increment, logLevelOf, parseBytes, parseCount, parseGroup, parseTimeoutSeconds } from '../common/cli-options.js';
 import { DEFAULT_HOST_CONTROL_SOCKET, PROGRAM, runHostCli, runHostDoctor, runHostSetup } from './run-host.js';
-
-// A group name or number to a gid (from /etc/group).
-function parseGroup(value: string): number {
-  if (/^\d+$/.test(value)) return Number(value);
-  const line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[0] === value);
-  if (!line) throw new InvalidArgumentError(`no group \`${value}\` in /etc/group (create it with groupadd, or give a number)`);
-  return Number(line.split(':')[2]);
-}
 
 const program = new Command(PROGRAM)
   .description('Run commands inside KVM/QEMU guests, and serve the guests\' requests (--daemon).')

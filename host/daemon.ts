@@ -10,7 +10,7 @@ import { announceReady } from '../common/daemon-lifecycle.js';
 import { RpcError } from '../common/errors.js';
 import { registerExecuteRelay } from '../common/execute-relay.js';
 import type { Logger } from '../common/logger.js';
-import { ERROR_CODES, METHODS, type AgentInfo } from '../common/protocol.js';
+import { CHANNEL_NAMES, ERROR_CODES, METHODS, type AgentInfo } from '../common/protocol.js';
 import type { RpcPeer } from '../common/rpc-peer.js';
 import { GuestConnections } from './guest-connections.js';
 import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-registry.js';
@@ -59,6 +59,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         serve: {
           side: 'host',
           commands: registry,
+          channelName: CHANNEL_NAMES[role],
           ...options.limits,
           extraEnv: () => ({
             NEGOTIATOR_GUEST: guest.name,

@@ -233,3 +233,18 @@ t.test('options are validated before any I/O', async (t) => {
   t.throws(() => peer.startRequest('ping', {}, { timeoutMs: 1.5 }), /`timeoutMs` option to be a non-negative integer, got `1.5`/);
   await peer.close();
 });
+
+t.test('a channel that echoes our own hello back is not taken for the peer', async (t) => {
+  const [end] = createMemoryChannelPair();
+  const log = createRecordingLogger();
+  const peer = createPeer(end, 'host', { logger: log, helloRetryMs: 0 });
+  t.teardown(() => peer.close());
+  peer.start();
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  // Everything we wrote comes straight back, as over a serial line still in cooked (echo) mode.
+  for (const chunk of end.written) end.inject(chunk);
+  await log.waitFor(/sent back our own hello: the channel echoes what we write/);
+  t.notOk(peer.isReady, 'not ready with ourselves as the peer');
+  const replies = Buffer.concat(end.written).toString().split('\n').filter((l) => l.includes('"result"'));
+  t.same(replies, [], 'and we did not answer our own hello');
+});

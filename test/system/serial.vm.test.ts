@@ -33,11 +33,12 @@ async function runScenario(): Promise<void> {
   guest = await bootGuest({
     sockDir,
     command: 'sh test/fixtures/vm/run-guest-agent.sh -v --host-to-guest serial:/dev/ttyS1 --guest-to-host none',
-    // The console is ttyS0; this second 16550 becomes ttyS1, its host end a UNIX socket QEMU listens on.
-    qemuExtra: `-chardev socket,id=agentserial,path=${serialSocket},server=on,wait=off -device isa-serial,chardev=agentserial`,
+    // ttyS0 stays the console (a -device isa-serial would drop QEMU's default serial); ttyS1 is the
+    // agent's line, its host end a UNIX socket QEMU listens on.
+    qemuExtra: `-serial mon:stdio -serial unix:${serialSocket},server=on,wait=off`,
   });
   await guest.waitForConsole(/negotiator-guest \S+ ready: control socket \S+, channels serial \/dev\/ttyS1@38400/, 120_000);
-  await waitForOutput(host, /guest ser.*connected to the guest agent/, 60_000);
+  await waitForOutput(host, /guest ser.*(connected to|new session with) the guest agent/, 60_000);
   t.comment('scenario 6: agent on isa-serial connected');
   const hostCli = (args: string[], input?: string) =>
     runCli(HOST_CLI, ['--control-socket', control, '--no-libvirt', ...args], { timeoutMs: 120_000, ...(input !== undefined ? { input } : {}) });

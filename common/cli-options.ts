@@ -1,5 +1,5 @@
 // Option parsing shared by both CLIs (commander), validated at the edge with messages that name the fix.
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -66,4 +66,61 @@ export function parseGroup(value: string): number {
   const gid = line?.split(':')[2];
   if (!gid) throw new InvalidArgumentError(`no group \`${value}\` (create it with groupadd, or give a number)`);
   return Number(gid);
+}
+
+/** The daemon options both CLIs share, as parsed (see addServingOptions for their meaning and defaults). */
+export interface ServingOptions {
+  commandsDir?: string[];
+  builtinCommands: boolean;
+  maxConcurrent: number;
+  maxQueued: number;
+  maxCommandTimeMs: number;
+  maxOutputBytes: number;
+  killGraceMs: number;
+  rlimits: string[];
+  runAs?: string;
+  maxLineBytes: number;
+  graceMs: number;
+  logLevel: LogLevel;
+}
+
+// Add the options that shape how a daemon serves commands, and -v/-q; `channelNoun` and `peerNoun`
+// name the other side in the help ("guest channel" / "a guest").
+export function addServingOptions(program: Command, channelNoun: string, peerNoun: string): Command {
+  return program
+    .option('--commands-dir <dir>', `daemon: a command directory (repeatable, first wins; default ${DEFAULT_COMMAND_DIRECTORY})`, collectDirectory)
+    .option('--no-builtin-commands', 'daemon: do not offer the built-in read-only commands')
+    .addOption(new Option('--max-concurrent <n>', `daemon: commands running at once per ${channelNoun}`).default(8).argParser(parseCount(false)))
+    .addOption(new Option('--max-queued <n>', 'daemon: commands waiting for a slot per channel; more are refused as busy').default(1024).argParser(parseCount(true)))
+    .addOption(new Option('--max-command-time <seconds>', `daemon: longest any command may run, whatever ${peerNoun} asks (0 = no cap)`).default(3_600_000, '3600').argParser(parseTimeoutSeconds))
+    .addOption(new Option('--max-output <size>', 'daemon: stdout (and stderr) bytes sent per command; the rest is dropped and reported (0 = no cap)').default(1024 ** 3, '1G').argParser(parseBytes))
+    .addOption(new Option('--kill-grace <seconds>', "daemon: between SIGTERM and SIGKILL of a command's process group").default(5000, '5').argParser(parseTimeoutSeconds))
+    .addOption(
+      new Option('--rlimit <name=value>', 'daemon: a resource limit for every command (repeatable; nofile, nproc, as, cpu, fsize, core; e.g. nofile=1024 as=2G), applied with prlimit')
+        .default([] as string[], 'none')
+        .argParser((v: string, prev: string[]) => [...prev, v]),
+    )
+    .option('--run-as <user>', "daemon: run commands as this user (default: the daemon's user)")
+    .addOption(new Option('--max-line-bytes <size>', 'longest protocol line accepted').default(1024 * 1024, '1M').argParser(parseBytes))
+    .addOption(new Option('--grace <seconds>', 'daemon: on SIGTERM, how long running commands may finish before they are canceled').default(10_000, '10').argParser(parseTimeoutSeconds))
+    .option('-v, --verbose', 'more log lines (repeat for debug)', increment, 0)
+    .option('-q, --quiet', 'fewer log lines (repeat for errors only)', increment, 0);
+}
+
+// The ServingOptions out of commander's parsed values.
+export function servingOptionsOf(parsed: Record<string, unknown>): ServingOptions {
+  return {
+    commandsDir: parsed.commandsDir as string[] | undefined,
+    builtinCommands: parsed.builtinCommands as boolean,
+    maxConcurrent: parsed.maxConcurrent as number,
+    maxQueued: parsed.maxQueued as number,
+    maxCommandTimeMs: parsed.maxCommandTime as number,
+    maxOutputBytes: parsed.maxOutput as number,
+    killGraceMs: parsed.killGrace as number,
+    rlimits: parsed.rlimit as string[],
+    ...(parsed.runAs !== undefined ? { runAs: parsed.runAs as string } : {}),
+    maxLineBytes: parsed.maxLineBytes as number,
+    graceMs: parsed.grace as number,
+    logLevel: logLevelOf(parsed.verbose as number, parsed.quiet as number),
+  };
 }

@@ -69,6 +69,15 @@ export interface ExecutedRecord {
   error?: string;
 }
 
+// One log phrase for a finished execute: "`name` (2 args): exit 0 in 12 ms".
+export function describeExecuted(record: ExecutedRecord): string {
+  const result = record.result;
+  const outcome = result
+    ? `exit ${result.exitCode ?? result.signal}${result.timedOut ? ' (timed out)' : ''}${result.outputTruncated ? ' (output capped)' : ''} in ${result.durationMs} ms`
+    : `failed: ${record.error}`;
+  return `\`${record.command}\` (${record.args.length} args): ${outcome}`;
+}
+
 /** Handle to a registered service; `cancelAll` and `idle` serve the daemons' shutdown. */
 export interface CommandService {
   readonly running: number;

@@ -3,7 +3,7 @@
 import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/agent-info.js';
 import { EXIT_CODES, formatCliError } from '../common/cli-actions.js';
-import { DEFAULT_COMMAND_DIRECTORY, collectDirectory, increment, logLevelOf, parseBytes, parseCount, parseGroup, parseTimeoutSeconds } from '../common/cli-options.js';
+import { addServingOptions, parseGroup, parseTimeoutSeconds, servingOptionsOf } from '../common/cli-options.js';
 import { CHANNEL_NAMES } from '../common/protocol.js';
 import { DEFAULT_GUEST_CONTROL_SOCKET, PROGRAM, runGuestCli, runGuestDoctor } from './run-guest.js';
 
@@ -21,20 +21,8 @@ const program = new Command(PROGRAM)
   .option('--guest-to-host <channel>', 'daemon: the channel we call the host on; "none" to use --host-to-guest both ways (one serial line)', `virtio:${CHANNEL_NAMES.guestToHost}`)
   .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', DEFAULT_GUEST_CONTROL_SOCKET)
   .addOption(new Option('--control-mode <octal>', 'file mode of the control socket').default(0o660, '0660').argParser((v) => parseInt(v, 8)))
-  .addOption(new Option('--control-group <group>', 'daemon: let this group use the control socket (unset: the daemon\'s own group)').argParser(parseGroup))
-  .option('--commands-dir <dir>', `daemon: a command directory (repeatable, first wins; default ${DEFAULT_COMMAND_DIRECTORY})`, collectDirectory)
-  .option('--no-builtin-commands', 'daemon: do not offer the built-in read-only commands')
-  .addOption(new Option('--max-concurrent <n>', 'daemon: commands running at once per channel').default(8).argParser(parseCount(false)))
-  .addOption(new Option('--max-queued <n>', 'daemon: commands waiting for a slot per channel; more are refused as busy').default(1024).argParser(parseCount(true)))
-  .addOption(new Option('--max-command-time <seconds>', 'daemon: longest any command may run, whatever the host asks (0 = no cap)').default(3_600_000, '3600').argParser(parseTimeoutSeconds))
-  .addOption(new Option('--max-output <size>', 'daemon: stdout (and stderr) bytes sent per command; the rest is dropped and reported (0 = no cap)').default(1024 ** 3, '1G').argParser(parseBytes))
-  .addOption(new Option('--kill-grace <seconds>', 'daemon: between SIGTERM and SIGKILL of a command\'s process group').default(5000, '5').argParser(parseTimeoutSeconds))
-  .option('--rlimit <name=value>', `daemon: a resource limit for every command (repeatable; nofile, nproc, as, cpu, fsize, core; e.g. nofile=1024 as=2G), applied with prlimit`, (v: string, prev: string[]) => [...prev, v], [] as string[])
-  .option('--run-as <user>', 'daemon: run commands as this user (default: the daemon\'s user)')
-  .addOption(new Option('--max-line-bytes <size>', 'longest protocol line accepted').default(1024 * 1024, '1M').argParser(parseBytes))
-  .addOption(new Option('--grace <seconds>', 'daemon: on SIGTERM, how long running commands may finish before they are canceled').default(10_000, '10').argParser(parseTimeoutSeconds))
-  .option('-v, --verbose', 'more log lines (repeat for debug)', increment, 0)
-  .option('-q, --quiet', 'fewer log lines (repeat for errors only)', increment, 0)
+  .addOption(new Option('--control-group <group>', 'daemon: let this group use the control socket (unset: the daemon\'s own group)').argParser(parseGroup));
+addServingOptions(program, 'channel', 'the host')
   .addHelpText(
     'after',
     `
@@ -89,20 +77,9 @@ try {
       controlSocket: parsed.controlSocket,
       controlMode: parsed.controlMode,
       controlGroup: parsed.controlGroup,
-      commandsDir: parsed.commandsDir,
-      builtinCommands: parsed.builtinCommands,
+      ...servingOptionsOf(parsed),
       json: parsed.json,
       stdin: parsed.stdin,
-      logLevel: logLevelOf(parsed.verbose, parsed.quiet),
-      maxConcurrent: parsed.maxConcurrent,
-      maxQueued: parsed.maxQueued,
-      maxCommandTimeMs: parsed.maxCommandTime,
-      maxOutputBytes: parsed.maxOutput,
-      killGraceMs: parsed.killGrace,
-      maxLineBytes: parsed.maxLineBytes,
-      graceMs: parsed.grace,
-      rlimits: parsed.rlimit,
-      runAs: parsed.runAs,
     },
     io,
   ));

@@ -5,7 +5,7 @@ import { createAgentInfo, readOsInfo, readPackageVersion } from '../common/agent
 import { startAgentSession, type AgentSession } from '../common/agent-session.js';
 import { keepChannel, type ChannelKeeper } from '../common/channel-keeper.js';
 import { createCommandRegistry, type CommandRegistry } from '../common/command-registry.js';
-import type { CommandServiceOptions } from '../common/command-service.js';
+import { describeExecuted, type CommandServiceOptions } from '../common/command-service.js';
 import { startControlServer, type ControlServer } from '../common/control-server.js';
 import { announceReady } from '../common/daemon-lifecycle.js';
 import { registerExecuteRelay } from '../common/execute-relay.js';
@@ -62,12 +62,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
         commands: registry,
         channelName,
         ...options.limits,
-        onExecuted: (record) => {
-          const outcome = record.result
-            ? `exit ${record.result.exitCode ?? record.result.signal}${record.result.timedOut ? ' (timed out)' : ''} in ${record.result.durationMs} ms`
-            : `failed: ${record.error}`;
-          log.info(`host ran \`${record.command}\` (${record.args.length} args): ${outcome}`);
-        },
+        onExecuted: (record) => log.info(`host ran ${describeExecuted(record)}`),
       },
     });
   const keep = (spec: GuestChannelSpec, label: string, channelName: string, announce: boolean): ChannelKeeper =>

@@ -1,10 +1,9 @@
 // What `negotiator-guest` does with its parsed options: run the daemon, or list / execute on the host.
 import { createAgentInfo, readOsInfo } from '../common/agent-info.js';
-import { builtinCommandsDirectory } from '../common/builtin-commands.js';
 import { EXIT_CODES, runExecuteAction, runListAction, type CliIo } from '../common/cli-actions.js';
 import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli-client.js';
-import { DEFAULT_COMMAND_DIRECTORY } from '../common/cli-options.js';
-import { createLogger, type LogLevel } from '../common/logger.js';
+import type { ServingOptions } from '../common/cli-options.js';
+import { createLogger } from '../common/logger.js';
 import { CHANNEL_NAMES } from '../common/protocol.js';
 import { parseGuestChannelSpec } from './channel-spec.js';
 import { openGuestChannel } from './open-channel.js';
@@ -12,7 +11,7 @@ import { openGuestChannel } from './open-channel.js';
 export const PROGRAM = 'negotiator-guest';
 
 /** Options as the CLI parsed them (see guest/cli.ts for their documentation and defaults). */
-export interface GuestCliOptions {
+export interface GuestCliOptions extends ServingOptions {
   daemon: boolean;
   listCommands: boolean;
   execute?: string;
@@ -23,20 +22,8 @@ export interface GuestCliOptions {
   controlSocket: string;
   controlMode: number;
   controlGroup?: number;
-  commandsDir?: string[];
-  builtinCommands: boolean;
   json: boolean;
   stdin: boolean;
-  logLevel: LogLevel;
-  maxConcurrent: number;
-  maxQueued: number;
-  maxCommandTimeMs: number;
-  maxOutputBytes: number;
-  killGraceMs: number;
-  maxLineBytes: number;
-  graceMs: number;
-  rlimits: string[];
-  runAs?: string;
 }
 
 // Run the CLI; resolves with the process exit code (the daemon resolves only when asked to stop).
@@ -46,22 +33,15 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
     // The daemon's modules (registry, runner, execa) are loaded only here: a CLI starts faster without them.
     const { startGuestDaemon } = await import('./daemon.js');
     const { stopOnSignals } = await import('../common/daemon-lifecycle.js');
-    const { resolveCommandIdentity } = await import('../common/resource-limits.js');
+    const { resolveServingConfig } = await import('../common/serving-config.js');
+    const serving = await resolveServingConfig(options);
     const daemon = await startGuestDaemon({
       hostToGuest: parseGuestChannelSpec(options.hostToGuest),
       guestToHost: options.guestToHost === 'none' ? undefined : parseGuestChannelSpec(options.guestToHost),
-      commandDirectories: [...(options.commandsDir ?? [DEFAULT_COMMAND_DIRECTORY]), ...(options.builtinCommands ? [builtinCommandsDirectory()] : [])],
+      ...serving,
       controlSocket: options.controlSocket,
       controlMode: options.controlMode,
       ...(options.controlGroup !== undefined ? { controlGid: options.controlGroup } : {}),
-      limits: {
-        maxConcurrent: options.maxConcurrent,
-        maxQueued: options.maxQueued,
-        maxTimeoutMs: options.maxCommandTimeMs,
-        maxOutputBytes: options.maxOutputBytes,
-        killGraceMs: options.killGraceMs,
-        ...(await resolveCommandIdentity(options.rlimits, options.runAs)),
-      },
       requestTimeoutMs: options.timeoutMs,
       maxLineBytes: options.maxLineBytes,
       graceMs: options.graceMs,

@@ -4,7 +4,7 @@
 import { createAgentInfo, readOsInfo, readPackageVersion } from '../common/agent-info.js';
 import { startAgentSession } from '../common/agent-session.js';
 import { createCommandRegistry } from '../common/command-registry.js';
-import type { CommandServiceOptions } from '../common/command-service.js';
+import { describeExecuted, type CommandServiceOptions } from '../common/command-service.js';
 import { startControlServer, type ControlServer } from '../common/control-server.js';
 import { announceReady } from '../common/daemon-lifecycle.js';
 import { RpcError } from '../common/errors.js';
@@ -65,12 +65,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
             NEGOTIATOR_GUEST: guest.name,
             ...(guest.uuid ? { NEGOTIATOR_GUEST_UUID: guest.uuid } : {}),
           }),
-          onExecuted: (record) => {
-            const outcome = record.result
-              ? `exit ${record.result.exitCode ?? record.result.signal}${record.result.timedOut ? ' (timed out)' : ''} in ${record.result.durationMs} ms`
-              : `failed: ${record.error}`;
-            log.info(`guest ${guest.name} ran \`${record.command}\` (${record.args.length} args): ${outcome}`);
-          },
+          onExecuted: (record) => log.info(`guest ${guest.name} ran ${describeExecuted(record)}`),
         },
       });
     },

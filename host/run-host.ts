@@ -1,11 +1,10 @@
 // What `negotiator-host` does with its parsed options: run the daemon, list guests, or list / execute
 // on one guest (through the daemon when one runs, else straight to the guest's socket).
 import { createAgentInfo, readOsInfo } from '../common/agent-info.js';
-import { builtinCommandsDirectory } from '../common/builtin-commands.js';
 import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from '../common/cli-actions.js';
 import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli-client.js';
-import { DEFAULT_COMMAND_DIRECTORY } from '../common/cli-options.js';
-import { createLogger, type LogLevel } from '../common/logger.js';
+import type { ServingOptions } from '../common/cli-options.js';
+import { createLogger } from '../common/logger.js';
 import { METHODS } from '../common/protocol.js';
 import { connectChannel } from '../common/stream-channel.js';
 import type { GuestStatus } from './guest-connections.js';
@@ -15,7 +14,7 @@ import { parseGuestSpecs } from './static-guests.js';
 export const PROGRAM = 'negotiator-host';
 
 /** Options as the CLI parsed them (see host/cli.ts for their documentation and defaults). */
-export interface HostCliOptions {
+export interface HostCliOptions extends ServingOptions {
   daemon: boolean;
   listGuests: boolean;
   listCommands: boolean;
@@ -29,20 +28,8 @@ export interface HostCliOptions {
   controlSocket: string;
   controlMode: number;
   controlGroup?: number;
-  commandsDir?: string[];
-  builtinCommands: boolean;
   json: boolean;
   stdin: boolean;
-  logLevel: LogLevel;
-  maxConcurrent: number;
-  maxQueued: number;
-  maxCommandTimeMs: number;
-  maxOutputBytes: number;
-  killGraceMs: number;
-  maxLineBytes: number;
-  graceMs: number;
-  rlimits: string[];
-  runAs?: string;
 }
 
 // Run the CLI; resolves with the exit code (the daemon only when asked to stop).
@@ -53,7 +40,8 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
     // The daemon's modules (discovery, registry, runner) are loaded only here: a CLI starts faster without them.
     const { startHostDaemon } = await import('./daemon.js');
     const { stopOnSignals } = await import('../common/daemon-lifecycle.js');
-    const { resolveCommandIdentity } = await import('../common/resource-limits.js');
+    const { resolveServingConfig } = await import('../common/serving-config.js');
+    const serving = await resolveServingConfig(options);
     const { createVirsh } = await import('./virsh.js');
     const daemon = await startHostDaemon({
       discovery: {
@@ -61,18 +49,10 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
         libvirt: options.libvirt ? { virsh: createVirsh({ uri: options.libvirtUri, logger: logger.child('virsh') }) } : false,
         rescanIntervalMs: options.rescanIntervalMs,
       },
-      commandDirectories: [...(options.commandsDir ?? [DEFAULT_COMMAND_DIRECTORY]), ...(options.builtinCommands ? [builtinCommandsDirectory()] : [])],
+      ...serving,
       controlSocket: options.controlSocket,
       controlMode: options.controlGroup !== undefined && options.controlMode === 0o600 ? 0o660 : options.controlMode,
       ...(options.controlGroup !== undefined ? { controlGid: options.controlGroup } : {}),
-      limits: {
-        maxConcurrent: options.maxConcurrent,
-        maxQueued: options.maxQueued,
-        maxTimeoutMs: options.maxCommandTimeMs,
-        maxOutputBytes: options.maxOutputBytes,
-        killGraceMs: options.killGraceMs,
-        ...(await resolveCommandIdentity(options.rlimits, options.runAs)),
-      },
       requestTimeoutMs: options.timeoutMs,
       maxLineBytes: options.maxLineBytes,
       graceMs: options.graceMs,

@@ -196,8 +196,10 @@ t.test('openPortChannel in a real guest', { skip }, async (t) => {
     t.comment(`guest agent over 10 s with no host: ${percent}% CPU, ${wakeups} wakeups/s`);
     // A busy loop shows as ~100% CPU; the 500 ms host poll as ~2 wakeups/s and well under 1% CPU on a quiet
     // machine (under TCG on a loaded host, the guest's CPU accounting also counts the host's stalls).
-    t.ok(Number(percent) < 5, `idle CPU ${percent}% is under 5%`);
-    t.ok(Number(wakeups) < 6, `${wakeups} wakeups/s: no busy polling`);
+    // Bounds far from both: a loaded CI host inflates an emulated guest's figures several-fold (5 % and
+    // 6.7 wakeups/s were seen with other VMs running); the figures themselves are reported above.
+    t.ok(Number(percent) < 25, `idle CPU ${percent}%: no busy loop (under 25 %)`);
+    t.ok(Number(wakeups) < 50, `${wakeups} wakeups/s: no busy polling (under 50/s)`);
   });
 
   await t.test('echo through the port', async (t) => {

@@ -135,7 +135,8 @@ async function runScenarios(): Promise<void> {
     const idleTicks = Math.max(0, after - second - 2 * perCall);
     const percent = idleTicks / (idleMs / 10);
     t.comment(`guest daemon CPU with no host connected: ~${percent.toFixed(2)} % over ${idleMs / 1000} s (${idleTicks} ticks; ${perCall} ticks per request subtracted)`);
-    t.ok(percent < 5, `no busy loop: ${percent.toFixed(2)} % of a CPU (TCG guest on a loaded host)`);
+    // A busy loop is ~100 %; the figure itself (well under 1 % on a quiet host) is reported above.
+    t.ok(percent < 25, `no busy loop: ${percent.toFixed(2)} % of a CPU (TCG guest, possibly a loaded host)`);
   });
 
   t.test('scenario 2: guest reboot: the host reconnects on its own; a request it gave up on is never run', async (t) => {

@@ -120,5 +120,7 @@ t.test('discovery follows a real libvirt domain through start, stop and restart'
   t.not(upAgain.guest.channels.hostToGuest?.path, up.guest.channels.hostToGuest?.path, 'so new socket paths');
   t.ok(isSocket(upAgain.guest.channels.hostToGuest?.path), 'which exist');
   t.same(registry.get(NAME), upAgain.guest);
-  t.same(lines.filter((line) => / (WARN|ERROR) /.test(line)), [], 'nothing worth a warning');
+  // libvirtd itself may stall while another `virsh create` re-probes QEMU (seen when tests overlap):
+  // discovery rightly warns and retries then. Anything else is worth a look.
+  t.same(lines.filter((line) => / (WARN|ERROR) /.test(line) && !/did not finish within \d+ ms: libvirtd .* is stuck or overloaded/.test(line)), [], 'nothing worth a warning');
 });

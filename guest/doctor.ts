@@ -48,6 +48,9 @@ export interface GuestDoctorOptions {
   openHostChannel?: () => Promise<ByteChannel>;
 }
 
+/** Records one check. */
+type AddCheck = (status: CheckStatus, id: string, what: string, fix?: string) => void;
+
 interface DaemonStatus {
   agent: AgentInfo;
   channels: Array<{ name: string; open: boolean; connected: boolean; peer: AgentInfo | null; error: string | null }>;
@@ -59,7 +62,7 @@ const HOST_FIX = 'on the host, start negotiator-host --daemon and run `negotiato
 export async function diagnoseGuest(options: GuestDoctorOptions): Promise<DoctorCheck[]> {
   const roots = { sysRoot: options.sysRoot ?? '/sys', devRoot: options.devRoot ?? '/dev', procRoot: options.procRoot ?? '/proc' };
   const checks: DoctorCheck[] = [];
-  const add = (status: CheckStatus, id: string, what: string, fix?: string): void => void checks.push({ id, status, what, ...(fix ? { fix } : {}) });
+  const add: AddCheck = (status, id, what, fix) => void checks.push({ id, status, what, ...(fix ? { fix } : {}) });
   const daemonChecks: DoctorCheck[] = [];
   const daemon = await queryDaemon(options, daemonChecks);
   try {
@@ -132,7 +135,7 @@ async function queryDaemon(options: GuestDoctorOptions, checks: DoctorCheck[]): 
 }
 
 // Is the virtio_console driver there? A module is in /proc/modules; a built-in one only in /sys/module.
-async function checkDriver(roots: { sysRoot: string; procRoot: string }, portsSeen: boolean, add: (status: CheckStatus, id: string, what: string, fix?: string) => void): Promise<boolean> {
+async function checkDriver(roots: { sysRoot: string; procRoot: string }, portsSeen: boolean, add: AddCheck): Promise<boolean> {
   const modules = await readFile(path.join(roots.procRoot, 'modules'), 'utf8').catch(() => '');
   if (/^virtio_console\s/m.test(modules)) {
     add('ok', 'virtio-console', 'virtio_console module loaded');
@@ -153,7 +156,7 @@ async function checkDevices(
   daemonPid: number | undefined,
   procRoot: string,
   options: GuestDoctorOptions,
-  add: (status: CheckStatus, id: string, what: string, fix?: string) => void,
+  add: AddCheck,
 ): Promise<boolean> {
   const tryOpen = options.tryOpenDevice ?? tryOpenDevice;
   const usable: string[] = [];
@@ -202,7 +205,7 @@ async function tryOpenDevice(device: string): Promise<void> {
   await handle.close();
 }
 
-async function checkHost(options: GuestDoctorOptions, daemon: RpcPeer | undefined, portsUsable: boolean, add: (status: CheckStatus, id: string, what: string, fix?: string) => void): Promise<void> {
+async function checkHost(options: GuestDoctorOptions, daemon: RpcPeer | undefined, portsUsable: boolean, add: AddCheck): Promise<void> {
   const started = Date.now();
   if (daemon) {
     try {

@@ -64,6 +64,9 @@ interface GuestTarget {
   endpoints: Partial<Record<ChannelRole, ChannelEndpoint>>;
 }
 
+/** Records one check of the guest being examined. */
+type AddCheck = (status: CheckStatus, id: string, what: string, fix?: string) => void;
+
 interface DaemonView {
   peer: RpcPeer;
   guests: GuestStatus[];
@@ -211,7 +214,7 @@ async function listKnownDomains(options: HostDoctorOptions): Promise<string[] | 
 
 async function checkGuest(target: GuestTarget, options: HostDoctorOptions, daemon: DaemonView | undefined): Promise<DoctorCheck[]> {
   const checks: DoctorCheck[] = [];
-  const add = (status: CheckStatus, id: string, what: string, fix?: string): void => {
+  const add: AddCheck = (status, id, what, fix) => {
     checks.push({ id, status, guest: target.name, what, ...(fix ? { fix } : {}) });
   };
   const { name } = target;
@@ -269,20 +272,20 @@ async function checkGuest(target: GuestTarget, options: HostDoctorOptions, daemo
 }
 
 // Are the channels in the running domain (or, for an inactive one, in its definition)? false: stop here.
-async function checkDefinition(target: GuestTarget, domain: DomainDescription, options: HostDoctorOptions, add: (status: CheckStatus, id: string, what: string, fix?: string) => void): Promise<boolean> {
+async function checkDefinition(target: GuestTarget, domain: DomainDescription, options: HostDoctorOptions, add: AddCheck): Promise<boolean> {
   const { name } = target;
   const uri = options.virsh?.uri ?? '';
   const wanted = Object.values(CHANNEL_NAMES);
   const present = wanted.filter((channelName) => domain.channels.some((channel) => channel.name === channelName));
   const missing = wanted.filter((channelName) => !present.includes(channelName));
   const setupFix = `run \`negotiator-host setup ${name}\`, then ${describeStopStart(name, uri)}`;
-  const { problems } = domain.id === undefined ? { problems: [] } : findNegotiatorChannels(domain);
   if (domain.id === undefined) {
     if (missing.length === 0) add('ok', 'channels', `negotiator channels defined (${present.join(', ')})`);
     else add('fail', 'channels', `the definition lacks ${missing.join(' and ')}`, `run \`negotiator-host setup ${name}\``);
     add('fail', 'running', 'not running, so nothing more can be checked', `start it: ${virshHint(uri, 'start', name)}`);
     return false;
   }
+  const { problems } = findNegotiatorChannels(domain);
   if (problems.length > 0) {
     add('fail', 'channels', problems.join('; '), `replace those channels with the elements of libvirt/negotiator-channels.xml (${virshHint(uri, 'edit', name)}), then stop and start the guest`);
     return false;
@@ -313,7 +316,7 @@ async function checkDefinition(target: GuestTarget, domain: DomainDescription, o
 }
 
 // Do the channel sockets exist, and may we connect? false when some socket cannot be used.
-async function checkSockets(target: GuestTarget, options: HostDoctorOptions, add: (status: CheckStatus, id: string, what: string, fix?: string) => void): Promise<boolean> {
+async function checkSockets(target: GuestTarget, options: HostDoctorOptions, add: AddCheck): Promise<boolean> {
   const fs = options.fs ?? { access, stat };
   const paths = CHANNEL_ROLES.flatMap((role) => (target.endpoints[role] ? [target.endpoints[role]!.path] : []));
   const seen = new Set<string>();
@@ -351,9 +354,9 @@ async function inspectSocket(socketPath: string, target: GuestTarget, options: H
       await fs.access(directory, fsConstants.X_OK);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') return { what: `directory ${directory} does not exist, so ${socketPath} cannot either`, fix: await qemuFix(directory) };
+      if (code === 'ENOENT') return { what: `directory ${directory} does not exist, so the channel sockets in it cannot either`, fix: await qemuFix(directory) };
       const owner = await fs.stat(directory).then(describeOwner, () => 'owner unknown');
-      return { what: `cannot reach ${socketPath}: no access to directory ${directory} (${owner}; we are uid ${process.getuid?.() ?? '?'})`, fix: `${asRoot}, or let this user search ${directory}` };
+      return { what: `cannot reach the channel sockets: no access to directory ${directory} (${owner}; we are uid ${process.getuid?.() ?? '?'})`, fix: `${asRoot}, or let this user search ${directory}` };
     }
   }
   let stats: Stats;

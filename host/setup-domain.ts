@@ -62,18 +62,19 @@ export function createDomainDefinitions(options: DomainDefinitionsOptions = {}):
   if (!Number.isSafeInteger(changeTimeoutMs) || changeTimeoutMs <= 0) {
     throw new ConfigError(`Expected the \`changeTimeoutMs\` option to be a positive integer, got \`${changeTimeoutMs}\``);
   }
-  const run = async (args: string[], timeout = timeoutMs): Promise<string> => {
+  // `connect: false` for what needs no libvirt connection (`--version`).
+  const run = async (args: string[], { timeout = timeoutMs, connect = true } = {}): Promise<string> => {
     const { execa } = await import('execa');
+    const full = connect ? ['-c', uri, ...args] : args;
     try {
-      const full = args[0] === '--version' ? args : ['-c', uri, ...args];
       return (await execa(virshPath, full, { env: { LC_ALL: 'C', LANG: 'C' }, stdin: 'ignore', timeout, forceKillAfterDelay: 2000 })).stdout;
     } catch (cause) {
-      throw toVirshError(`virsh -c ${uri} ${args.join(' ')}`, virshPath, uri, timeout, cause);
+      throw toVirshError(`virsh ${full.join(' ')}`, virshPath, uri, timeout, cause);
     }
   };
   return {
     uri,
-    version: async () => (await run(['--version'])).trim(),
+    version: async () => (await run(['--version'], { connect: false })).trim(),
     listAllDomains: async () => (await run(['list', '--all', '--name'])).split('\n').map((line) => line.trim()).filter(Boolean),
     describeDomain: async (domain) => parseDomInfo(await run(['dominfo', domain])),
     dumpInactiveXml: (domain) => run(['dumpxml', '--inactive', domain]),
@@ -82,7 +83,7 @@ export function createDomainDefinitions(options: DomainDefinitionsOptions = {}):
       try {
         const file = path.join(dir, 'device.xml');
         await writeFile(file, deviceXml, { mode: 0o600 });
-        await run(['attach-device', domain, file, '--config'], changeTimeoutMs);
+        await run(['attach-device', domain, file, '--config'], { timeout: changeTimeoutMs });
       } finally {
         await rm(dir, { recursive: true, force: true });
       }

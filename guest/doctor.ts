@@ -9,6 +9,7 @@ import path from 'node:path';
 import { describeAgent } from '../common/agent-session.js';
 import type { ByteChannel } from '../common/byte-channel.js';
 import { formatCliError, type CliIo } from '../common/cli-actions.js';
+import { printChecks, type CheckStatus, type DoctorCheck } from '../common/doctor-report.js';
 import { connectToDaemon, startClientPeer } from '../common/cli-client.js';
 import { errorMessage } from '../common/errors.js';
 import { silentLogger } from '../common/logger.js';
@@ -18,17 +19,7 @@ import { describeGuestChannel, type GuestChannelSpec } from './channel-spec.js';
 import { openGuestChannel } from './open-channel.js';
 import { findDeviceHolders, listVirtioPorts } from './virtio-ports.js';
 
-export const CHECK_STATUSES = { ok: 'ok', warn: 'warn', fail: 'fail' } as const;
-export type CheckStatus = (typeof CHECK_STATUSES)[keyof typeof CHECK_STATUSES];
-
-/** One finding: what was checked and found, and for warn/fail what to do. */
-export interface DoctorCheck {
-  /** Stable name of the check: `virtio-console`, `ports`, `devices`, `guest-daemon`, `daemon-channels`, `host`. */
-  id: string;
-  status: CheckStatus;
-  what: string;
-  fix?: string;
-}
+export { CHECK_STATUSES, exitCodeOfChecks, formatChecks, type CheckStatus, type DoctorCheck } from '../common/doctor-report.js';
 
 export interface GuestDoctorOptions {
   /** The channels as the daemon is told them (`virtio:NAME` and device paths are checked here). */
@@ -235,24 +226,11 @@ async function checkHost(options: GuestDoctorOptions, daemon: RpcPeer | undefine
 
 // ---- output (the same shape as negotiator-host doctor's) ----------------------------------------------
 
-const LABELS: Record<CheckStatus, string> = { ok: 'ok', warn: 'warn', fail: 'FAIL' };
-
-// One line per check: `ok|warn|FAIL  <what>  <fix>`.
-export function formatChecks(checks: readonly DoctorCheck[]): string {
-  return checks.map((check) => `${LABELS[check.status].padEnd(4)}  ${check.what}${check.fix ? `  ${check.fix}` : ''}\n`).join('');
-}
-
-// 0 when nothing failed, 1 otherwise.
-export function exitCodeOfChecks(checks: readonly DoctorCheck[]): number {
-  return checks.some((check) => check.status === 'fail') ? 1 : 0;
-}
-
 // Run `negotiator-guest doctor`; resolves with the exit code (0: nothing FAILed, 1: something did).
 export async function runDoctor(options: GuestDoctorOptions & { json: boolean }, io: CliIo, program = 'negotiator-guest'): Promise<number> {
   try {
     const checks = await diagnoseGuest(options);
-    io.stdout.write(options.json ? `${JSON.stringify({ ok: exitCodeOfChecks(checks) === 0, checks })}\n` : formatChecks(checks));
-    return exitCodeOfChecks(checks);
+    return printChecks(checks, options.json, io);
   } catch (error) {
     io.stderr.write(formatCliError(program, error));
     return 1;

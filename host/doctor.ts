@@ -8,6 +8,7 @@ import { access, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { describeAgent } from '../common/agent-session.js';
 import { formatCliError, type CliIo } from '../common/cli-actions.js';
+import { printChecks, type CheckStatus, type DoctorCheck } from '../common/doctor-report.js';
 import { connectToDaemon, startClientPeer } from '../common/cli-client.js';
 import { errorMessage } from '../common/errors.js';
 import { CHANNEL_NAMES, METHODS, type AgentInfo, type ListCommandsResult } from '../common/protocol.js';
@@ -20,18 +21,7 @@ import { virshHint, type DomainDefinitions } from './setup-domain.js';
 import type { StaticGuestSpec } from './static-guests.js';
 import { VIRSH_FAILURES, VirshError, type Virsh } from './virsh.js';
 
-export const CHECK_STATUSES = { ok: 'ok', warn: 'warn', fail: 'fail' } as const;
-export type CheckStatus = (typeof CHECK_STATUSES)[keyof typeof CHECK_STATUSES];
-
-/** One finding: what was checked and found, and for warn/fail what to do. */
-export interface DoctorCheck {
-  /** Stable name of the check: `virsh`, `libvirt`, `host-daemon`, `guest`, `channels`, `running`, `sockets`, `channel-state`, `daemon-guest`, `agent`. */
-  id: string;
-  status: CheckStatus;
-  guest?: string;
-  what: string;
-  fix?: string;
-}
+export { CHECK_STATUSES, exitCodeOfChecks, formatChecks, type CheckStatus, type DoctorCheck } from '../common/doctor-report.js';
 
 /** The file-system calls the socket checks make (tests deny access where they like). */
 export interface DoctorFs {
@@ -406,18 +396,6 @@ function plural(count: number, noun: string): string {
 
 // ---- output ----------------------------------------------------------------------------------------
 
-const LABELS: Record<CheckStatus, string> = { ok: 'ok', warn: 'warn', fail: 'FAIL' };
-
-// One line per check: `ok|warn|FAIL  <what>  <fix>`, the guest's name leading its checks.
-export function formatChecks(checks: readonly DoctorCheck[]): string {
-  return checks.map((check) => `${LABELS[check.status].padEnd(4)}  ${check.guest ? `${check.guest}: ` : ''}${check.what}${check.fix ? `  ${check.fix}` : ''}\n`).join('');
-}
-
-// 0 when nothing failed, 1 otherwise.
-export function exitCodeOfChecks(checks: readonly DoctorCheck[]): number {
-  return checks.some((check) => check.status === 'fail') ? 1 : 0;
-}
-
 /** `negotiator-host doctor` as the CLI parsed it. */
 export interface HostDoctorCliOptions extends Omit<HostDoctorOptions, 'virsh' | 'definitions'> {
   libvirt: boolean;
@@ -435,8 +413,7 @@ export async function runDoctor(options: HostDoctorCliOptions, io: CliIo, progra
       virsh: options.libvirt ? createVirsh({ uri: options.libvirtUri }) : undefined,
       definitions: options.libvirt ? createDomainDefinitions({ uri: options.libvirtUri }) : undefined,
     });
-    io.stdout.write(options.json ? `${JSON.stringify({ ok: exitCodeOfChecks(checks) === 0, checks })}\n` : formatChecks(checks));
-    return exitCodeOfChecks(checks);
+    return printChecks(checks, options.json, io);
   } catch (error) {
     io.stderr.write(formatCliError(program, error));
     return 1;

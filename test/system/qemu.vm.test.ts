@@ -127,9 +127,8 @@ async function runScenarios(): Promise<void> {
     await host;
     const idleMs = 20_000;
     await new Promise((resolve) => setTimeout(resolve, idleMs));
-    const mark = outputMark(host);
     host = startHost();
-    await waitForOutput(host, /guest lab.*connected to the guest agent/, 60_000, mark);
+    await waitForOutput(host, /guest lab.*connected to the guest agent/, 60_000);
     const after = await ticks();
     // Clock ticks are 1/100 s: 1 % of a CPU over the window is idleMs / 1000 ticks.
     const idleTicks = Math.max(0, after - second - 2 * perCall);

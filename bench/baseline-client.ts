@@ -1,5 +1,6 @@
 // The client ends of the raw baselines: the same socket and framing as the agent, none of the RPC layer.
 import type { Socket } from 'node:net';
+import { checkEchoReply, echoRequest } from './echo-line.js';
 import { LineClient } from './line-socket.js';
 import { MODES, connectInMode } from './socket-modes.js';
 
@@ -28,8 +29,7 @@ export async function openEchoClient(socketPath: string): Promise<RoundTripper> 
   let id = 0;
   return {
     async roundTrip() {
-      const reply = JSON.parse((await client.request(JSON.stringify({ jsonrpc: '2.0', id: ++id, method: 'ping' }))).toString('utf8')) as { id?: unknown };
-      if (reply.id !== id) throw new Error(`echo: expected the reply to request ${id}, got ${JSON.stringify(reply.id)}`);
+      checkEchoReply(await client.request(echoRequest(++id)), id);
     },
     close: () => client.close(),
   };

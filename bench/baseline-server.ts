@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { once } from 'node:events';
+import { echoReplyLine } from './echo-line.js';
 import { splitLines } from './line-socket.js';
 import { MODES, type Mode } from './socket-modes.js';
 
@@ -62,10 +63,7 @@ export function serveBaseline(socket: Socket, mode: Exclude<Mode, 'rpc'>): void 
       socket.on('error', () => {
         // The client went away: nothing to report, the benchmark client says what failed.
       });
-      splitLines(socket, (line) => {
-        const request = JSON.parse(line.toString('utf8')) as { id?: unknown };
-        socket.write(JSON.stringify({ jsonrpc: '2.0', id: request.id, result: { time: Date.now() } }) + '\n');
-      });
+      splitLines(socket, (line) => socket.write(echoReplyLine(line)));
       socket.resume();
       return;
     case MODES.source:

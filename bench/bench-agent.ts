@@ -11,24 +11,26 @@ import { createStreamChannel } from '../common/stream-channel.js';
 
 const HANDSHAKE_TIMEOUT_MS = 5000;
 
-function benchAgentInfo(side: Side): Omit<AgentInfo, 'nonce'> {
+// What a benchmark agent says about itself; `hostname` names a simulated guest.
+export function benchAgentInfo(side: Side, hostname: string = os.hostname()): Omit<AgentInfo, 'nonce'> {
   return {
     protocol: PROTOCOL_VERSION,
     name: 'negotiator-bench',
     version: '0.0.0-bench',
     side,
-    os: { type: os.type(), version: os.release(), hostname: os.hostname() },
+    os: { type: os.type(), version: os.release(), hostname },
     capabilities: [...CAPABILITIES],
     pid: process.pid,
   };
 }
 
-// Serve a connection (paused, after its preamble) as a guest agent offering the registry's commands.
-export function serveAgent(socket: Socket, registry: CommandRegistry): AgentSession {
+// Serve a connection (paused, after its preamble) as a guest agent offering the registry's commands;
+// `hostname` names a simulated guest (bench/fleet-guests.ts).
+export function serveAgent(socket: Socket, registry: CommandRegistry, hostname?: string): AgentSession {
   const session = startAgentSession({
     channel: createStreamChannel(socket, 'bench-client'),
     label: 'bench-client',
-    localInfo: benchAgentInfo('guest'),
+    localInfo: benchAgentInfo('guest', hostname),
     logger: silentLogger,
     serve: { side: 'guest', commands: registry },
   });

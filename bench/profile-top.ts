@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { fixed, formatTable } from './report.js';
 
 interface ProfileNode {
@@ -10,7 +11,7 @@ interface ProfileNode {
   callFrame: { functionName: string; url: string; lineNumber: number };
   children?: number[];
 }
-interface CpuProfile {
+export interface CpuProfile {
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -58,6 +59,32 @@ export function summarizeProfile(profile: CpuProfile): { frames: Map<string, Fra
   return { frames, totalUs };
 }
 
+// The self-time and inclusive-time tables of a profile, `top` rows each (inclusive rows filtered by `filter`).
+export function formatProfileTop(profile: CpuProfile, top: number, filter?: string): string {
+  const { frames, totalUs } = summarizeProfile(profile);
+  const percent = (us: number): string => `${fixed((us / totalUs) * 100, 1)}%`;
+  const rows = [...frames.entries()];
+  return [
+    `${fixed(totalUs / 1000, 0)} ms sampled`,
+    '\nself time',
+    formatTable(['frame', 'self ms', 'self'], rows.sort((a, b) => b[1].selfUs - a[1].selfUs).slice(0, top).map(([name, t]) => [name, fixed(t.selfUs / 1000), percent(t.selfUs)])),
+    '\ninclusive time',
+    formatTable(
+      ['frame', 'total ms', 'total'],
+      rows
+        .filter(([name]) => !filter || name.includes(filter))
+        .sort((a, b) => b[1].totalUs - a[1].totalUs)
+        .slice(0, top)
+        .map(([name, t]) => [name, fixed(t.totalUs / 1000), percent(t.totalUs)]),
+    ),
+  ].join('\n');
+}
+
+// Read a .cpuprofile file.
+export function readCpuProfile(file: string): CpuProfile {
+  return JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+}
+
 function main(argv: string[]): number {
   const program = new Command()
     .name('profile-top')
@@ -67,24 +94,8 @@ function main(argv: string[]): number {
     .parse(argv);
   const { top, filter } = program.opts<{ top: number; filter?: string }>();
   const file = program.args[0]!;
-  const { frames, totalUs } = summarizeProfile(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile);
-  const percent = (us: number): string => `${fixed((us / totalUs) * 100, 1)}%`;
-  const rows = [...frames.entries()];
-  console.log(`${file}: ${fixed(totalUs / 1000, 0)} ms sampled`);
-  console.log('\nself time');
-  console.log(formatTable(['frame', 'self ms', 'self'], rows.sort((a, b) => b[1].selfUs - a[1].selfUs).slice(0, top).map(([name, t]) => [name, fixed(t.selfUs / 1000), percent(t.selfUs)])));
-  console.log('\ninclusive time');
-  console.log(
-    formatTable(
-      ['frame', 'total ms', 'total'],
-      rows
-        .filter(([name]) => !filter || name.includes(filter))
-        .sort((a, b) => b[1].totalUs - a[1].totalUs)
-        .slice(0, top)
-        .map(([name, t]) => [name, fixed(t.totalUs / 1000), percent(t.totalUs)]),
-    ),
-  );
+  console.log(`${file}: ${formatProfileTop(readCpuProfile(file), top, filter)}`);
   return 0;
 }
 
-process.exitCode = main(process.argv);
+if (process.argv[1] === fileURLToPath(import.meta.url)) process.exitCode = main(process.argv);

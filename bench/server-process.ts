@@ -1,11 +1,14 @@
-// Start the benchmark server as a separate node process (as a real agent is) and stop it again.
+// Benchmark helper processes (the benchmark server, the simulated guest fleet): a separate node process
+// that prints one JSON line on stdout when ready, then answers one stdout line per stdin line, and exits
+// when its stdin closes (the benchmark ended or died).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Workspace } from './workspace.js';
 
-const SERVER_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'bench-server.js');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const SERVER_SCRIPT = path.join(HERE, 'bench-server.js');
 const START_TIMEOUT_MS = 10_000;
 
 /** A running server process. `stop()` is idempotent. */
@@ -14,16 +17,40 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-// Spawn `node dist/bench/bench-server.js` on the workspace; resolves once it listens. `nodeArgs` go to
-// node itself (for instance `--cpu-prof`).
-export async function startServerProcess(workspace: Workspace, nodeArgs: readonly string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...nodeArgs, SERVER_SCRIPT, '--socket', workspace.socketPath, '--commands', workspace.commandsDir], {
+/** A running helper process. Call `request` one at a time or concurrently: replies come in order. */
+export interface BenchProcess extends ServerProcess {
+  /** The ready line, parsed. */
+  readonly ready: unknown;
+  /** Send one JSON line; resolves with the next reply line, parsed. */
+  request(message: unknown): Promise<unknown>;
+}
+
+export interface BenchProcessOptions {
+  /** node options (`--cpu-prof ...`). */
+  nodeArgs?: readonly string[];
+  startTimeoutMs?: number;
+}
+
+// Spawn `node dist/bench/<script> ...args`; resolves once it printed its ready line.
+export async function startBenchProcess(script: string, args: readonly string[], options: BenchProcessOptions = {}): Promise<BenchProcess> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), path.join(HERE, script), ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
-  await waitForListening(child);
+  const lines = readLines(child);
+  const startTimeoutMs = options.startTimeoutMs ?? START_TIMEOUT_MS;
+  const ready = await lines.next(startTimeoutMs).catch((error: unknown) => {
+    child.kill('SIGKILL');
+    throw new Error(`${script} did not start: ${error instanceof Error ? error.message : String(error)}`);
+  });
   let stopping: Promise<void> | undefined;
   return {
     pid: child.pid,
+    ready: JSON.parse(ready) as unknown,
+    async request(message) {
+      const reply = lines.next(0);
+      child.stdin?.write(JSON.stringify(message) + '\n');
+      return JSON.parse(await reply) as unknown;
+    },
     stop() {
       stopping ??= (async () => {
         if (child.exitCode !== null || child.signalCode !== null) return;
@@ -39,30 +66,55 @@ export async function startServerProcess(workspace: Workspace, nodeArgs: readonl
   };
 }
 
-function waitForListening(child: ChildProcess): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(() => fail(new Error(`the benchmark server did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      child.stdout?.off('data', onData);
-      child.off('exit', onExit);
-    };
-    const fail = (error: Error): void => {
-      cleanup();
-      child.kill('SIGKILL');
-      reject(error);
-    };
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString('utf8');
-      if (output.includes('\n')) {
-        cleanup();
-        resolve();
-      }
-    };
-    const onExit = (code: number | null, signal: string | null): void =>
-      fail(new Error(`the benchmark server exited before listening (code ${code}, signal ${signal}); see its stderr above`));
-    child.stdout?.on('data', onData);
-    child.once('exit', onExit);
+// Spawn `node dist/bench/bench-server.js` on the workspace; resolves once it listens. `nodeArgs` go to
+// node itself (for instance `--cpu-prof`).
+export async function startServerProcess(workspace: Workspace, nodeArgs: readonly string[] = []): Promise<ServerProcess> {
+  return startBenchProcess('bench-server.js', ['--socket', workspace.socketPath, '--commands', workspace.commandsDir], { nodeArgs });
+}
+
+/** Lines of a child's stdout, taken in order; `next` rejects when the child exits first or after `timeoutMs` (0: no limit). */
+interface LineQueue {
+  next(timeoutMs: number): Promise<string>;
+}
+
+function readLines(child: ChildProcess): LineQueue {
+  const lines: string[] = [];
+  const waiters: Array<{ resolve: (line: string) => void; reject: (error: Error) => void }> = [];
+  let held = '';
+  let ended: Error | undefined;
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    held += chunk;
+    for (let end = held.indexOf('\n'); end !== -1; end = held.indexOf('\n')) {
+      const line = held.slice(0, end);
+      held = held.slice(end + 1);
+      const waiter = waiters.shift();
+      if (waiter) waiter.resolve(line);
+      else lines.push(line);
+    }
   });
+  child.once('exit', (code, signal) => {
+    ended = new Error(`the process exited (code ${code}, signal ${signal}); see its stderr above`);
+    for (const waiter of waiters.splice(0)) waiter.reject(ended);
+  });
+  return {
+    next(timeoutMs) {
+      const line = lines.shift();
+      if (line !== undefined) return Promise.resolve(line);
+      if (ended) return Promise.reject(ended);
+      return new Promise((resolve, reject) => {
+        const timer = timeoutMs > 0 ? setTimeout(() => fail(new Error(`no line within ${timeoutMs} ms`)), timeoutMs) : undefined;
+        const waiter = {
+          resolve: (value: string) => (clearTimeout(timer), resolve(value)),
+          reject: (error: Error) => (clearTimeout(timer), reject(error)),
+        };
+        const fail = (error: Error): void => {
+          const index = waiters.indexOf(waiter);
+          if (index !== -1) waiters.splice(index, 1);
+          reject(error);
+        };
+        waiters.push(waiter);
+      });
+    },
+  };
 }

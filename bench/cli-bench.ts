@@ -1,0 +1,290 @@
+// `npm run bench:cli`: `negotiator-host --execute true GUEST` end to end, as a user runs it: wall time
+// (spawn to exit, output read), the CLI's CPU time and peak resident memory, through a running host daemon
+// (its control socket) and without one (the CLI opens the guest's socket itself: --guest NAME=DIR
+// --no-libvirt), beside `node -e 0` (the floor), each with NODE_EXTRA_CA_CERTS as set and unset.
+// The guest is simulated (bench/fleet-guests.ts, its own process) and offers `true -> /bin/true`.
+// Then where the start-up time goes: node's phases, the CLI's module groups; and the shipped bundle (npm run bundle).
+import { Command, InvalidArgumentError, Option } from 'commander';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { executeRemote } from '../common/execute-client.js';
+import type { ExecuteResult } from '../common/protocol.js';
+import { startGuestFleet } from './guest-fleet.js';
+import { HOST_CLI, connectControl, startHostDaemon, waitForConnectedGuests } from './host-daemon.js';
+import { LoadSampler, loadavg1 } from './proc-stats.js';
+import { describeMachine, fixed, formatTable, formatVerdicts, writeJson, type TargetVerdict } from './report.js';
+import { sampleLatencies } from './sampling.js';
+import { HOST_CLI_IMPORTS, PHASES, bundleHostCli, measureImportCosts, runWithPhases, summarizePhases, type Phase, type PhaseSample } from './startup-profile.js';
+import { medianOf, summarizeLatencies, type LatencySummary } from './stats.js';
+import { measurePeakRssKiB, runTimed, type RunSpec } from './timed-spawn.js';
+import { createWorkspace } from './workspace.js';
+
+const DEFAULT_JSON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results/cli.json');
+const GUEST = 'bench';
+const TARGET_MS = 150;
+
+interface CliBenchOptions {
+  runs: number;
+  rssRuns: number;
+  phaseRuns: number;
+  importRuns: number;
+  bundle: boolean;
+  json: string;
+}
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`Expected \`--${name}\` to be a positive integer, got \`${value}\``);
+    return n;
+  };
+}
+
+function parseOptions(argv: readonly string[]): Readonly<CliBenchOptions> {
+  const opts = new Command()
+    .name('bench:cli')
+    .description('negotiator-host --execute true GUEST end to end, with and without a host daemon, beside node -e 0')
+    .addOption(new Option('--runs <n>', 'timed runs per contender (interleaved)').default(40).argParser(positiveInt('runs')))
+    .addOption(new Option('--rss-runs <n>', 'runs under /usr/bin/time per contender, for the peak RSS').default(8).argParser(positiveInt('rss-runs')))
+    .addOption(new Option('--phase-runs <n>', 'runs with the start-up phase preload per profiled contender').default(10).argParser(positiveInt('phase-runs')))
+    .addOption(new Option('--import-runs <n>', 'fresh processes timing the CLI\'s module groups').default(10).argParser(positiveInt('import-runs')))
+    .option('--no-bundle', 'leave out the bundled CLI contender (npm run bundle)')
+    .addOption(new Option('--json <file>', 'where the machine-readable results go').default(DEFAULT_JSON))
+    .parse([...argv])
+    .opts<CliBenchOptions>();
+  return Object.freeze(opts);
+}
+
+/** One way of running something, timed against the others. */
+interface Contender {
+  /** What runs, as the table says it. */
+  what: string;
+  /** NODE_EXTRA_CA_CERTS as the machine sets it, or unset. */
+  certs: 'set' | 'unset';
+  spec: RunSpec;
+  /** Expected exit code 0 and no output (`--execute true`). */
+  silent: boolean;
+}
+
+interface ContenderResult {
+  what: string;
+  certs: 'set' | 'unset';
+  wall: LatencySummary;
+  cpuMsMedian: number;
+  peakRssMiBMedian: number;
+  load: string;
+}
+
+function contenderKey(c: Pick<Contender, 'what' | 'certs'>): string {
+  return `${c.what} [${c.certs}]`;
+}
+
+async function runChecked(contender: Contender): Promise<number> {
+  const run = await runTimed(contender.spec);
+  if (run.exitCode !== 0 || (contender.silent && (run.stdout !== '' || run.stderr !== ''))) {
+    throw new Error(`${contender.what}: exit ${run.exitCode}, stdout ${JSON.stringify(run.stdout.slice(0, 200))}, stderr ${JSON.stringify(run.stderr.slice(0, 500))}`);
+  }
+  return run.cpuMs;
+}
+
+function formatResults(results: readonly ContenderResult[], floor: Record<string, number>): string {
+  return formatTable(
+    ['run', 'NODE_EXTRA_CA_CERTS', 'median ms', 'p99 ms', 'min..max ms', 'over node -e 0', 'CPU ms', 'peak RSS MiB', 'n', '1-min load'],
+    results.map((r) => [
+      r.what,
+      r.certs,
+      fixed(r.wall.medianUs / 1000),
+      fixed(r.wall.p99Us / 1000),
+      `${fixed(r.wall.minUs / 1000)}..${fixed(r.wall.maxUs / 1000)}`,
+      r.what === 'node -e 0' ? '' : `+${fixed(r.wall.medianUs / 1000 - floor[r.certs]!)}`,
+      fixed(r.cpuMsMedian),
+      fixed(r.peakRssMiBMedian),
+      String(r.wall.count),
+      r.load,
+    ]),
+  );
+}
+
+function formatPhases(columns: ReadonlyArray<{ header: string; phases: PhaseSample }>): string {
+  const rows = (Object.keys(PHASES) as Phase[]).map((phase) => [PHASES[phase], ...columns.map((c) => fixed(c.phases[phase]))]);
+  rows.push(['wall (median of the runs)', ...columns.map((c) => fixed(c.phases.wall))]);
+  return formatTable(['phase, median ms', ...columns.map((c) => c.header)], rows);
+}
+
+const IN_PROCESS = {
+  open: 'executeRemote true over an open control connection',
+  fresh: 'connect + handshake + executeRemote true + close',
+} as const;
+
+// `--execute true` via the daemon as library calls: over one open connection, and on a fresh one each time.
+async function measureInProcess(controlSocket: string, count: number): Promise<{ rows: Record<string, LatencySummary>; load: string }> {
+  const load = new LoadSampler();
+  const open = await connectControl(controlSocket);
+  const check = (result: ExecuteResult): void => {
+    if (result.exitCode !== 0) throw new Error(`execute true through the daemon: exit ${result.exitCode}`);
+  };
+  try {
+    load.sample();
+    const samples = await sampleLatencies(
+      {
+        [IN_PROCESS.open]: async () => check(await executeRemote(open, { command: 'true', guest: GUEST })),
+        [IN_PROCESS.fresh]: async () => {
+          const peer = await connectControl(controlSocket);
+          try {
+            check(await executeRemote(peer, { command: 'true', guest: GUEST }));
+          } finally {
+            await peer.close();
+          }
+        },
+      },
+      { warmup: 5, count, rounds: 5 },
+    );
+    load.sample();
+    return { rows: Object.fromEntries(Object.entries(samples).map(([name, s]) => [name, summarizeLatencies(s.times)])), load: load.describe() };
+  } finally {
+    await open.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const options = parseOptions(argv);
+  const machine = describeMachine();
+  console.log(`negotiator CLI benchmark: ${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}, ${machine.kernel}, 1-min load ${machine.loadavgStart}`);
+  const { NODE_OPTIONS: _ignored, ...baseEnv } = process.env;
+  const { NODE_EXTRA_CA_CERTS: certsFile, ...envNoCerts } = baseEnv;
+  console.log(`NODE_EXTRA_CA_CERTS=${certsFile ?? '(not set: both variants are the same)'}`);
+  console.log(`guest \`${GUEST}\`: simulated (its own process), command directory with true -> /bin/true; wall = spawn to exit with output read\n`);
+
+  const workspace = createWorkspace('negotiator-bench-cli-');
+  const controlSocket = path.join(workspace.dir, 'host.sock');
+  const fleet = await startGuestFleet(path.join(workspace.dir, 'guests'), workspace.commandsDir, [GUEST]);
+  const results: ContenderResult[] = [];
+  let phaseColumns: Array<{ header: string; phases: PhaseSample }> = [];
+  let importCosts: Awaited<ReturnType<typeof measureImportCosts>> = [];
+  let inProcessRows: Record<string, LatencySummary> = {};
+  try {
+    const daemon = await startHostDaemon({ controlSocket, commandsDir: workspace.commandsDir, guests: [fleet.spec(GUEST)] });
+    try {
+      const control = await connectControl(controlSocket);
+      await waitForConnectedGuests(control, 1, 30_000);
+      await control.close();
+      const bundled = options.bundle ? await bundleHostCli(path.join(workspace.dir, 'bundle')) : undefined;
+
+      const node = (args: readonly string[], certs: 'set' | 'unset'): RunSpec => ({ file: process.execPath, args, env: certs === 'set' ? baseEnv : envNoCerts });
+      const viaDaemon = (cli: string): string[] => [cli, '--control-socket', controlSocket, '--execute', 'true', GUEST];
+      const noDaemon = [HOST_CLI, '--control-socket', path.join(workspace.dir, 'no-daemon.sock'), '--no-libvirt', '--guest', fleet.spec(GUEST), '--execute', 'true', GUEST];
+      const contenders: Contender[] = (['set', 'unset'] as const).flatMap((certs) => [
+        { what: 'node -e 0', certs, spec: node(['-e', '0'], certs), silent: true },
+        { what: 'negotiator-host --version', certs, spec: node([HOST_CLI, '--version'], certs), silent: false },
+        { what: '--execute true, via the daemon', certs, spec: node(viaDaemon(HOST_CLI), certs), silent: true },
+        { what: '--execute true, no daemon (--guest)', certs, spec: node(noDaemon, certs), silent: true },
+        ...(bundled ? [{ what: '--execute true, via the daemon, npm run bundle', certs, spec: node(viaDaemon(bundled), certs), silent: true }] : []),
+      ]);
+
+      // Timed runs, interleaved (one of each contender per round, order rotated).
+      const cpu = new Map<string, number[]>(contenders.map((c) => [contenderKey(c), []]));
+      const loads = new Map<string, LoadSampler>(contenders.map((c) => [contenderKey(c), new LoadSampler()]));
+      const timed = await sampleLatencies(
+        Object.fromEntries(
+          contenders.map((c) => [
+            contenderKey(c),
+            async () => {
+              loads.get(contenderKey(c))!.sample();
+              cpu.get(contenderKey(c))!.push(await runChecked(c));
+            },
+          ]),
+        ),
+        { warmup: 2, count: options.runs, rounds: options.runs },
+      );
+      // Peak RSS: separate runs under /usr/bin/time (its fork and exec would distort the wall times).
+      const rss = new Map<string, number[]>(contenders.map((c) => [contenderKey(c), []]));
+      await sampleLatencies(
+        Object.fromEntries(contenders.map((c) => [contenderKey(c), async () => void rss.get(contenderKey(c))!.push(await measurePeakRssKiB(c.spec))])),
+        { warmup: 0, count: options.rssRuns, rounds: options.rssRuns },
+      );
+      for (const c of contenders) {
+        const key = contenderKey(c);
+        cpu.get(key)!.splice(0, 2); // the warm-up runs
+        results.push({
+          what: c.what,
+          certs: c.certs,
+          wall: summarizeLatencies(timed[key]!.times),
+          cpuMsMedian: medianOf(cpu.get(key)!),
+          peakRssMiBMedian: medianOf(rss.get(key)!) / 1024,
+          load: loads.get(key)!.describe(),
+        });
+      }
+      // The CLI's own work without node's start-up and imports: the same library calls in this process.
+      const inProcess = await measureInProcess(controlSocket, Math.max(options.runs, 100));
+      inProcessRows = inProcess.rows;
+      const floor = Object.fromEntries(results.filter((r) => r.what === 'node -e 0').map((r) => [r.certs, r.wall.medianUs / 1000]));
+      console.log(formatResults(results, floor) + '\n');
+      console.log(`the same work in this process (no node start-up, no imports; 1-min load ${inProcess.load}):`);
+      console.log(
+        formatTable(
+          ['call', 'median ms', 'p99 ms', 'n'],
+          Object.entries(inProcess.rows).map(([name, s]) => [name, fixed(s.medianUs / 1000, 2), fixed(s.p99Us / 1000, 2), String(s.count)]),
+        ) + '\n',
+      );
+
+      // Where the time goes.
+      const profiled: Array<{ header: string; contender: Contender }> = [
+        { header: 'node -e 0, certs', contender: contenders.find((c) => c.what === 'node -e 0' && c.certs === 'set')! },
+        { header: 'node -e 0', contender: contenders.find((c) => c.what === 'node -e 0' && c.certs === 'unset')! },
+        { header: '--version', contender: contenders.find((c) => c.what === 'negotiator-host --version' && c.certs === 'unset')! },
+        { header: 'daemon, certs', contender: contenders.find((c) => c.what === '--execute true, via the daemon' && c.certs === 'set')! },
+        { header: 'daemon', contender: contenders.find((c) => c.what === '--execute true, via the daemon' && c.certs === 'unset')! },
+        { header: 'no daemon', contender: contenders.find((c) => c.what === '--execute true, no daemon (--guest)' && c.certs === 'unset')! },
+        ...contenders.filter((c) => c.what.includes('npm run bundle') && c.certs === 'unset').map((contender) => ({ header: 'bundle, daemon', contender })),
+      ];
+      const phaseLoad = new LoadSampler();
+      const samples = new Map<string, PhaseSample[]>(profiled.map((p) => [p.header, []]));
+      for (let round = 0; round < options.phaseRuns; round++) {
+        phaseLoad.sample();
+        for (const p of profiled) samples.get(p.header)!.push(await runWithPhases(p.contender.spec));
+      }
+      phaseColumns = profiled.map((p) => ({ header: p.header, phases: summarizePhases(samples.get(p.header)!) }));
+      console.log(`start-up phases (${options.phaseRuns} runs each, interleaved; "certs" = NODE_EXTRA_CA_CERTS set; 1-min load ${phaseLoad.describe()}):`);
+      console.log(formatPhases(phaseColumns) + '\n');
+
+      const importLoad = new LoadSampler();
+      importLoad.sample();
+      importCosts = await measureImportCosts(HOST_CLI_IMPORTS, options.importRuns, envNoCerts);
+      importLoad.sample();
+      console.log(`module groups of negotiator-host, each imported after the ones above it (median of ${options.importRuns} fresh processes; 1-min load ${importLoad.describe()}):`);
+      console.log(
+        formatTable(
+          ['module group', 'ms', 'ES modules'],
+          importCosts.map((c) => [c.label, fixed(c.medianMs), Number.isFinite(c.modules) ? String(c.modules) : '?']),
+        ) + '\n',
+      );
+    } finally {
+      await daemon.stop();
+    }
+  } finally {
+    await fleet.stop();
+    workspace.remove();
+  }
+
+  const verdicts: TargetVerdict[] = results
+    .filter((r) => r.what.startsWith('--execute true') && !r.what.includes('bundle'))
+    .map((r) => ({
+      name: `${r.what}, NODE_EXTRA_CA_CERTS ${r.certs}`,
+      target: `< ${TARGET_MS} ms`,
+      measured: `median ${fixed(r.wall.medianUs / 1000)} ms (load ${r.load})`,
+      met: r.wall.medianUs / 1000 < TARGET_MS,
+    }));
+  console.log(formatVerdicts(verdicts) + '\n');
+  const loadavgEnd = loadavg1();
+  writeJson(options.json, { machine: { ...machine, loadavgEnd }, nodeExtraCaCerts: certsFile ?? null, options, results, inProcess: inProcessRows, phases: phaseColumns, importCosts, verdicts });
+  console.log(`1-min load at the end: ${loadavgEnd}; results written to ${path.relative(process.cwd(), options.json)}`);
+  return 0;
+}
+
+main(process.argv).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`benchmark failed: ${error instanceof Error ? error.stack : String(error)}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,79 @@
+// The bare baseline inside a benchmark guest (`npm run bench:vm`): holds the host-to-guest virtio-serial
+// port with guest/port-channel.ts (as the guest daemon does) and answers, with no RPC layer:
+//   {"hello": X}                    -> {"hello": X}                  (synchronisation)
+//   a ping-shaped JSON-RPC request  -> a ping-shaped reply           (bare NDJSON echo)
+//   {"sink": N} then N raw bytes    -> {"sunk": N}                   (bare copy, host to guest)
+//   {"bytes": N}                    -> N zero bytes                  (bare copy, guest to host)
+// Runs in the guest as `node dist/bench/vm-port-peer.js`; prints `vm-port-peer ready` on the console.
+import { openPortChannel } from '../guest/port-channel.js';
+import { waitForVirtioPort } from '../guest/virtio-ports.js';
+import { CHANNEL_NAMES } from '../common/protocol.js';
+import { echoReplyLine } from './echo-line.js';
+
+/** Write size of the guest-to-host copy: the RPC layer's largest output chunk, as bench/baseline-server.ts. */
+const SOURCE_CHUNK_BYTES = 256 * 1024;
+const zeros = Buffer.alloc(SOURCE_CHUNK_BYTES);
+
+const port = await waitForVirtioPort(CHANNEL_NAMES.hostToGuest, { timeoutMs: 30_000 });
+const channel = await openPortChannel(port.device, { description: `${CHANNEL_NAMES.hostToGuest} (${port.device})` });
+
+let pending: Buffer = Buffer.alloc(0);
+let sinkLeft = 0;
+let sinkSize = 0;
+let chain: Promise<void> = Promise.resolve();
+
+const send = (line: string): Promise<void> => channel.write(Buffer.from(line));
+
+async function writeZeros(bytes: number): Promise<void> {
+  for (let left = bytes; left > 0; left -= SOURCE_CHUNK_BYTES) await channel.write(left >= SOURCE_CHUNK_BYTES ? zeros : zeros.subarray(0, left));
+}
+
+function onLine(line: Buffer): void {
+  const request = JSON.parse(line.toString('utf8')) as Record<string, unknown>;
+  if ('hello' in request) {
+    void send(JSON.stringify({ hello: request.hello }) + '\n');
+  } else if (request.method === 'ping') {
+    // Answered at once, as the benchmark server's echo: the floor a request/reply can reach.
+    void send(echoReplyLine(line));
+  } else if (typeof request.sink === 'number') {
+    sinkSize = sinkLeft = request.sink;
+    if (sinkLeft === 0) void send(JSON.stringify({ sunk: 0 }) + '\n');
+  } else if (typeof request.bytes === 'number') {
+    const bytes = request.bytes;
+    chain = chain.then(() => writeZeros(bytes));
+  } else {
+    console.log(`vm-port-peer: unknown request ${line.toString('utf8').slice(0, 80)}`);
+  }
+}
+
+channel.onReset(() => {
+  // A new host connection: whatever was half received belongs to the old one.
+  pending = Buffer.alloc(0);
+  sinkLeft = 0;
+});
+
+channel.onData((chunk) => {
+  pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk;
+  for (;;) {
+    if (sinkLeft > 0) {
+      const taken = Math.min(sinkLeft, pending.length);
+      sinkLeft -= taken;
+      pending = pending.subarray(taken);
+      if (sinkLeft > 0) return;
+      void send(JSON.stringify({ sunk: sinkSize }) + '\n');
+      continue;
+    }
+    const newline = pending.indexOf(10);
+    if (newline < 0) return;
+    const line = pending.subarray(0, newline);
+    pending = pending.subarray(newline + 1);
+    try {
+      onLine(line);
+    } catch (error) {
+      console.log(`vm-port-peer: ${String(error)}`);
+    }
+  }
+});
+
+console.log(`vm-port-peer ready on ${port.device} (${channel.readMechanism})`);
+process.once('SIGTERM', () => void channel.close().then(() => process.exit(0)));

@@ -9,7 +9,7 @@ import { METHODS } from '../common/protocol.js';
 import { connectChannel } from '../common/stream-channel.js';
 import type { GuestStatus } from './guest-connections.js';
 import type { SetupCliOptions } from './setup-domain.js';
-import { parseGuestSpecs } from './static-guests.js';
+import { parseGuestSpecs } from './guest-specs.js';
 
 export const PROGRAM = 'negotiator-host';
 

@@ -3,60 +3,14 @@
 // them when it starts and removes them when it exits. Their directories are watched with chokidar, and
 // rechecked every `rescanIntervalMs` as a safety net (a directory that did not exist yet, a SIGKILLed QEMU).
 import { stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import { ConfigError, errorMessage } from '../common/errors.js';
+import { errorMessage } from '../common/errors.js';
+import type { StaticGuestSpec } from './guest-specs.js';
 import { silentLogger, type Logger } from '../common/logger.js';
-import { CHANNEL_NAMES, type ChannelRole, type DiscoveredGuest, type GuestSink } from './guest-registry.js';
+import type { ChannelRole, DiscoveredGuest, GuestSink } from './guest-registry.js';
 
-/** A guest given on the command line; paths are absolute. At least one channel is set. */
-export interface StaticGuestSpec {
-  name: string;
-  hostToGuest?: string;
-  guestToHost?: string;
-}
-
-const SPEC_HELP = 'NAME=DIR (a directory holding the sockets negotiator-host-to-guest.0 and negotiator-guest-to-host.0) or NAME=h2g=PATH,g2h=PATH';
-const GUEST_NAME = /^[\w.:@+-]{1,128}$/;
-const KEYS: Record<string, ChannelRole> = { h2g: 'hostToGuest', g2h: 'guestToHost' };
-
-// Parse one `--guest` value; relative paths are taken from `cwd`. Pure: the sockets need not exist yet.
-export function parseGuestSpec(option: string, cwd: string = process.cwd()): StaticGuestSpec {
-  const equals = option.indexOf('=');
-  const name = option.slice(0, Math.max(equals, 0));
-  const spec = option.slice(equals + 1);
-  if (equals < 0 || spec.trim() === '') throw new ConfigError(`Expected \`--guest\` to be ${SPEC_HELP}, got \`${option}\``);
-  if (!GUEST_NAME.test(name)) {
-    throw new ConfigError(`\`--guest ${option}\`: the guest name \`${name}\` must be 1-128 letters, digits or . _ : @ + -`);
-  }
-  if (!/^(?:h2g|g2h)=/.test(spec)) {
-    const directory = resolve(cwd, spec);
-    return { name, hostToGuest: join(directory, CHANNEL_NAMES.hostToGuest), guestToHost: join(directory, CHANNEL_NAMES.guestToHost) };
-  }
-  const guest: StaticGuestSpec = { name };
-  // Split only before something like a key, so a path may hold commas (but not `,word=`).
-  for (const part of spec.split(/,(?=[\w-]+=)/)) {
-    const [key = '', ...rest] = part.split('=');
-    const path = rest.join('=');
-    const role = KEYS[key];
-    if (role === undefined) throw new ConfigError(`\`--guest ${option}\`: unknown key \`${key}\`; use h2g=PATH and/or g2h=PATH`);
-    if (path === '') throw new ConfigError(`\`--guest ${option}\`: \`${key}=\` needs a socket path`);
-    if (guest[role] !== undefined) throw new ConfigError(`\`--guest ${option}\`: \`${key}\` is given twice`);
-    guest[role] = resolve(cwd, path);
-  }
-  return guest;
-}
-
-// Parse every `--guest` value; a name given twice is an error.
-export function parseGuestSpecs(options: readonly string[], cwd?: string): StaticGuestSpec[] {
-  const specs = options.map((option) => parseGuestSpec(option, cwd));
-  const seen = new Set<string>();
-  for (const spec of specs) {
-    if (seen.has(spec.name)) throw new ConfigError(`\`--guest ${spec.name}=...\` is given twice; give each guest once`);
-    seen.add(spec.name);
-  }
-  return specs;
-}
+export { parseGuestSpec, parseGuestSpecs, type StaticGuestSpec } from './guest-specs.js';
 
 export interface StaticGuestWatcherOptions {
   specs: readonly StaticGuestSpec[];
@@ -94,7 +48,10 @@ export class StaticGuestWatcher {
       this.ready = Promise.resolve();
       return;
     }
-    const watcher = watch([...this.#directories], { depth: 0 });
+    // The parents too: chokidar 4 reports only the first of several missing sibling directories that
+    // appear (measured: the others waited for the rescan), but an existing parent reports each one.
+    const parents = new Set([...this.#directories].map((directory) => dirname(directory)));
+    const watcher = watch([...this.#directories, ...parents], { depth: 0 });
     this.#watcher = watcher;
     watcher.on('all', (event, path) => this.#onChange(event, path));
     watcher.on('error', (error) => this.#logger.warn(`watching the --guest socket directories failed: ${errorMessage(error)}`));

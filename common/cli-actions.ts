@@ -40,6 +40,8 @@ export interface ExecuteActionOptions {
   json: boolean;
   /** Forward our stdin to the command (false: it gets /dev/null). */
   forwardStdin: boolean;
+  /** The peer is the local daemon, which relays (and times out) on its own. */
+  viaDaemon?: boolean;
   io: CliIo;
   signal: AbortSignal;
 }
@@ -66,6 +68,7 @@ export async function runExecuteAction(options: ExecuteActionOptions): Promise<n
     args,
     timeoutMs: options.timeoutMs,
     signal: options.signal,
+    ...(options.viaDaemon ? { answerGraceMs: 4000 } : {}),
     ...(options.guest !== undefined ? { guest: options.guest } : {}),
     ...(options.forwardStdin ? { stdin: options.io.stdin } : {}),
     stdout: options.json ? collect('stdout') : options.io.stdout,

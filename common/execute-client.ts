@@ -33,6 +33,11 @@ export interface ExecuteOptions {
   window?: number;
   /** Through a host daemon's control socket: the guest to run on. */
   guest?: string;
+  /**
+   * How long past the command's deadline to wait for the serving side's answer (default 2 s). Through a
+   * daemon, give more than the daemon's own 2 s, so that its error (naming the guest) arrives first.
+   */
+  answerGraceMs?: number;
 }
 
 /**
@@ -87,7 +92,7 @@ export async function executeRemote(peer: RpcPeer, options: ExecuteOptions): Pro
   const controller = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
   const { id, response } = peer.startRequest(METHODS.execute, params, {
-    timeoutMs: timeoutMs === 0 ? 0 : timeoutMs + ANSWER_GRACE_MS,
+    timeoutMs: timeoutMs === 0 ? 0 : timeoutMs + (options.answerGraceMs ?? ANSWER_GRACE_MS),
     signal,
   });
   const executions = executionsOf(peer);

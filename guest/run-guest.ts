@@ -67,7 +67,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
     const channel = await openGuestChannel(spec, { logger: logger.child('channel'), timeoutMs: Math.min(options.timeoutMs || 5000, 5000) });
     return { peer: startClientPeer(channel, localInfo, 'the host', options.timeoutMs), viaDaemon: false };
   };
-  return runClientAction(PROGRAM, io, connect, async ({ peer }, signal) => {
+  return runClientAction(PROGRAM, io, connect, async ({ peer, viaDaemon }, signal) => {
     if (options.listCommands) return runListAction({ peer, timeoutMs: options.timeoutMs, json: options.json, io });
     return runExecuteAction({
       peer,
@@ -75,6 +75,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
       timeoutMs: options.timeoutMs,
       json: options.json,
       forwardStdin: options.stdin,
+      viaDaemon,
       io,
       signal,
     });

@@ -113,7 +113,7 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
   return runClientAction(PROGRAM, io, connect, async ({ peer, viaDaemon }, signal) => {
     const target = viaDaemon ? { guest: guestName } : {};
     if (options.listCommands) return runListAction({ peer, ...target, timeoutMs: options.timeoutMs, json: options.json, io });
-    return runExecuteAction({ peer, ...target, commandLine: options.execute!, timeoutMs: options.timeoutMs, json: options.json, forwardStdin: options.stdin, io, signal });
+    return runExecuteAction({ peer, ...target, commandLine: options.execute!, timeoutMs: options.timeoutMs, json: options.json, forwardStdin: options.stdin, viaDaemon, io, signal });
   });
 }
 

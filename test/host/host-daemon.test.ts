@@ -123,7 +123,7 @@ t.test('guest daemon killed mid-execute: the host caller gets a clear error with
   const result = await call;
   t.equal(result.exitCode, 255, `stderr: ${result.stderr}`);
   t.match(result.stderr, /^negotiator-host: error: request `execute` to guest vm1 \(host-to-guest\) timed out after 7000 ms: the peer did not answer in time/);
-  t.ok(Date.now() - started < 15_000, 'no hang past the deadline (the 5 s timeout, then the daemon's 2 s grace)');
+  t.ok(Date.now() - started < 15_000, 'no hang past the deadline (the 5 s timeout, then the 2 s grace of the daemon)');
   const mark = outputMark(host);
   guests.vm1 = startGuest('vm1');
   await waitForOutput(host, /guest vm1.*(new session with|connected to) the guest agent/, 20_000, mark);

@@ -119,23 +119,23 @@ async function runScenarios(): Promise<void> {
   });
 
   t.test('the guest daemon idles while no host is connected (issue 3: idle CPU)', async (t) => {
-    const ticks = async (): Promise<number> => Number((await hostCli(['--execute', 'agent-cpu', 'lab'])).stdout.trim());
-    const first = await ticks();
-    const second = await ticks();
-    const perCall = Math.max(0, second - first);
+    // Sampled inside the guest, over a window that lies wholly within the host's absence: 3 s after the
+    // host daemon is gone, for 20 s; the host comes back only after the window.
+    const windowS = 20;
+    const scheduled = await hostCli(['--execute', `sample-agent-cpu 3 ${windowS}`, 'lab']);
+    t.equal(scheduled.stdout, 'scheduled\n', scheduled.stderr);
     host.kill('SIGKILL');
     await host;
-    const idleMs = 20_000;
-    await new Promise((resolve) => setTimeout(resolve, idleMs));
+    await new Promise((resolve) => setTimeout(resolve, (windowS + 6) * 1000));
     host = startHost();
     await waitForOutput(host, /guest lab.*connected to the guest agent/, 60_000);
-    const after = await ticks();
-    // Clock ticks are 1/100 s: 1 % of a CPU over the window is idleMs / 1000 ticks.
-    const idleTicks = Math.max(0, after - second - 2 * perCall);
-    const percent = idleTicks / (idleMs / 10);
-    t.comment(`guest daemon CPU with no host connected: ~${percent.toFixed(2)} % over ${idleMs / 1000} s (${idleTicks} ticks; ${perCall} ticks per request subtracted)`);
-    // A busy loop is ~100 %; the figure itself (well under 1 % on a quiet host) is reported above.
-    t.ok(percent < 25, `no busy loop: ${percent.toFixed(2)} % of a CPU (TCG guest, possibly a loaded host)`);
+    const ticks = Number((await hostCli(['--execute', 'read-agent-idle-ticks', 'lab'])).stdout.trim());
+    t.ok(Number.isFinite(ticks), `the guest measured ${ticks} ticks`);
+    // Clock ticks are 1/100 s: percent of one CPU = ticks / (100 * seconds) * 100 = ticks / seconds.
+    const percent = ticks / windowS;
+    t.comment(`guest daemon CPU with no host connected: ${percent.toFixed(2)} % of a CPU over ${windowS} s (${ticks} ticks, TCG guest)`);
+    // A busy loop is ~100 %; the figure itself is reported above (and in the closing notes / benchmarks).
+    t.ok(percent < 25, `no busy loop: ${percent.toFixed(2)} % of a CPU`);
   });
 
   t.test('scenario 2: guest reboot: the host reconnects on its own; a request it gave up on is never run', async (t) => {

@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from './logger.js';
 import { isRecord } from './protocol.js';
 
 /** Default pause between checks for command directories that are missing, appeared, or were replaced. */
-export const DEFAULT_DIRECTORY_CHECK_INTERVAL_MS = 1000;
+export const DEFAULT_DIRECTORY_CHECK_INTERVAL_MS = 5000;
 
 /** What a caller passes to `createCommandRegistry`. */
 export interface CommandRegistryOptions {

@@ -1,6 +1,7 @@
 // Option parsing shared by both CLIs (commander), validated at the edge with messages that name the fix.
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command, type OptionValues } from 'commander';
 import { execFileSync } from 'node:child_process';
+import { EXIT_CODES, formatCliError } from './cli-actions.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { LogLevel } from './logger.js';
@@ -123,4 +124,23 @@ export function servingOptionsOf(parsed: Record<string, unknown>): ServingOption
     graceMs: parsed.grace as number,
     logLevel: logLevelOf(parsed.verbose as number, parsed.quiet as number),
   };
+}
+
+// The `main() -> exit code` shape of both binaries: parse (a usage error exits 2), run, then exit with
+// the code once stdout has drained (nothing, such as a pending stdin read, may hold the process).
+export async function runMain(program: Command, programName: string, run: (parsed: OptionValues) => Promise<number>): Promise<void> {
+  try {
+    program.parse(process.argv);
+  } catch (error) {
+    const code = (error as { exitCode?: number }).exitCode;
+    process.exit(code === 0 ? EXIT_CODES.ok : EXIT_CODES.usage);
+  }
+  try {
+    const code = await run(program.opts());
+    process.exitCode = code;
+    process.stdout.write('', () => process.exit(code));
+  } catch (error) {
+    process.stderr.write(formatCliError(programName, error));
+    process.exit(error instanceof Error && error.name === 'ConfigError' ? EXIT_CODES.usage : EXIT_CODES.failure);
+  }
 }

@@ -2,8 +2,7 @@
 // negotiator-guest: argument parsing only; the work is in run-guest.ts.
 import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/agent-info.js';
-import { EXIT_CODES, formatCliError } from '../common/cli-actions.js';
-import { addServingOptions, parseGroup, parseTimeoutSeconds, servingOptionsOf } from '../common/cli-options.js';
+import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli-options.js';
 import { CHANNEL_NAMES } from '../common/protocol.js';
 import { DEFAULT_GUEST_CONTROL_SOCKET, PROGRAM, runGuestCli, runGuestDoctor } from './run-guest.js';
 
@@ -57,15 +56,8 @@ program
       runGuestDoctor({ ...options, hostToGuest: root.hostToGuest, guestToHost: root.guestToHost, controlSocket: root.controlSocket, timeoutMs: root.timeout, json: root.json }, io);
   });
 
-try {
-  program.parse(process.argv);
-} catch (error) {
-  const code = (error as { exitCode?: number }).exitCode;
-  process.exit(code === 0 ? 0 : EXIT_CODES.usage);
-}
-const parsed = program.opts();
-try {
-  const code = await (subcommand?.() ?? runGuestCli(
+await runMain(program, PROGRAM, (parsed) =>
+  subcommand?.() ?? runGuestCli(
     {
       daemon: Boolean(parsed.daemon),
       listCommands: Boolean(parsed.listCommands),
@@ -82,11 +74,5 @@ try {
       stdin: parsed.stdin,
     },
     io,
-  ));
-  process.exitCode = code;
-  // Output written to a pipe must drain before we leave; then nothing (a pending stdin read) holds us.
-  process.stdout.write('', () => process.exit(code));
-} catch (error) {
-  process.stderr.write(formatCliError(PROGRAM, error));
-  process.exit(EXIT_CODES.failure);
-}
+  ),
+);

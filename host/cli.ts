@@ -2,8 +2,7 @@
 // negotiator-host: argument parsing only; the work is in run-host.ts.
 import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/agent-info.js';
-import { EXIT_CODES, formatCliError } from '../common/cli-actions.js';
-import { addServingOptions, parseGroup, parseTimeoutSeconds, servingOptionsOf } from '../common/cli-options.js';
+import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli-options.js';
 import { DEFAULT_HOST_CONTROL_SOCKET, PROGRAM, runHostCli, runHostDoctor, runHostSetup } from './run-host.js';
 
 const program = new Command(PROGRAM)
@@ -68,15 +67,8 @@ program
       runHostDoctor({ guestName: guest, guest: root.guest, libvirt: root.libvirt, libvirtUri: root.libvirtUri, controlSocket: root.controlSocket, timeoutMs: root.timeout, json: root.json }, io);
   });
 
-try {
-  program.parse(process.argv);
-} catch (error) {
-  const code = (error as { exitCode?: number }).exitCode;
-  process.exit(code === 0 ? 0 : EXIT_CODES.usage);
-}
-const parsed = program.opts();
-try {
-  const code = await (subcommand?.() ?? runHostCli(
+await runMain(program, PROGRAM, (parsed) =>
+  subcommand?.() ?? runHostCli(
     {
       daemon: Boolean(parsed.daemon),
       listGuests: Boolean(parsed.listGuests),
@@ -96,10 +88,5 @@ try {
       stdin: parsed.stdin,
     },
     io,
-  ));
-  process.exitCode = code;
-  process.stdout.write('', () => process.exit(code));
-} catch (error) {
-  process.stderr.write(formatCliError(PROGRAM, error));
-  process.exit(error instanceof Error && error.name === 'ConfigError' ? EXIT_CODES.usage : EXIT_CODES.failure);
-}
+  ),
+);

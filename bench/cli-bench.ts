@@ -4,7 +4,8 @@
 // --no-libvirt), beside `node -e 0` (the floor), each with NODE_EXTRA_CA_CERTS as set and unset.
 // The guest is simulated (bench/fleet-guests.ts, its own process) and offers `true -> /bin/true`.
 // Then where the start-up time goes: node's phases, the CLI's module groups; and the shipped bundle (npm run bundle).
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseCount } from '../common/cli-options.js';
+import { Command, Option } from 'commander';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { executeRemote } from '../common/execute-client.js';
@@ -32,22 +33,14 @@ interface CliBenchOptions {
   json: string;
 }
 
-function positiveInt(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`Expected \`--${name}\` to be a positive integer, got \`${value}\``);
-    return n;
-  };
-}
-
 function parseOptions(argv: readonly string[]): Readonly<CliBenchOptions> {
   const opts = new Command()
     .name('bench:cli')
     .description('negotiator-host --execute true GUEST end to end, with and without a host daemon, beside node -e 0')
-    .addOption(new Option('--runs <n>', 'timed runs per contender (interleaved)').default(40).argParser(positiveInt('runs')))
-    .addOption(new Option('--rss-runs <n>', 'runs under /usr/bin/time per contender, for the peak RSS').default(8).argParser(positiveInt('rss-runs')))
-    .addOption(new Option('--phase-runs <n>', 'runs with the start-up phase preload per profiled contender').default(10).argParser(positiveInt('phase-runs')))
-    .addOption(new Option('--import-runs <n>', 'fresh processes timing the CLI\'s module groups').default(10).argParser(positiveInt('import-runs')))
+    .addOption(new Option('--runs <n>', 'timed runs per contender (interleaved)').default(40).argParser(parseCount(false)))
+    .addOption(new Option('--rss-runs <n>', 'runs under /usr/bin/time per contender, for the peak RSS').default(8).argParser(parseCount(false)))
+    .addOption(new Option('--phase-runs <n>', 'runs with the start-up phase preload per profiled contender').default(10).argParser(parseCount(false)))
+    .addOption(new Option('--import-runs <n>', 'fresh processes timing the CLI\'s module groups').default(10).argParser(parseCount(false)))
     .option('--no-bundle', 'leave out the bundled CLI contender (npm run bundle)')
     .addOption(new Option('--json <file>', 'where the machine-readable results go').default(DEFAULT_JSON))
     .parse([...argv])

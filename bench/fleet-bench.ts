@@ -2,7 +2,8 @@
 // with hundreds of simulated guests connected (bench/fleet-guests.ts, in a few processes of their own):
 // its resident memory, its idle CPU, how soon a guest whose sockets appear can be used, and a burst of
 // concurrent executes through its control socket (executeRemote over one control-socket RpcPeer).
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseCount } from '../common/cli-options.js';
+import { Command, Option } from 'commander';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -37,25 +38,17 @@ interface FleetBenchOptions {
   json: string;
 }
 
-function positiveInt(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`Expected \`--${name}\` to be a positive integer, got \`${value}\``);
-    return n;
-  };
-}
-
 function parseOptions(argv: readonly string[]): Readonly<FleetBenchOptions> {
   const opts = new Command()
     .name('bench:fleet')
     .description('one host daemon with many simulated guests: memory, idle CPU, new-guest latency, concurrent executes')
-    .addOption(new Option('--guests <n>', 'simulated guests connected').default(500).argParser(positiveInt('guests')))
-    .addOption(new Option('--fleet-processes <n>', 'processes the simulated guests are spread over').default(2).argParser(positiveInt('fleet-processes')))
-    .addOption(new Option('--idle-seconds <n>', 'length of the idle CPU window').default(30).argParser(positiveInt('idle-seconds')))
-    .addOption(new Option('--new-guests <n>', 'guests started one at a time in directories that exist').default(10).argParser(positiveInt('new-guests')))
-    .addOption(new Option('--new-dir-guests <n>', 'guests started one at a time with a new directory (each may take up to --rescan, 30 s)').default(4).argParser(positiveInt('new-dir-guests')))
-    .addOption(new Option('--executes <n>', 'concurrent executes per burst').default(1000).argParser(positiveInt('executes')))
-    .addOption(new Option('--bursts <n>', 'bursts of concurrent executes').default(3).argParser(positiveInt('bursts')))
+    .addOption(new Option('--guests <n>', 'simulated guests connected').default(500).argParser(parseCount(false)))
+    .addOption(new Option('--fleet-processes <n>', 'processes the simulated guests are spread over').default(2).argParser(parseCount(false)))
+    .addOption(new Option('--idle-seconds <n>', 'length of the idle CPU window').default(30).argParser(parseCount(false)))
+    .addOption(new Option('--new-guests <n>', 'guests started one at a time in directories that exist').default(10).argParser(parseCount(false)))
+    .addOption(new Option('--new-dir-guests <n>', 'guests started one at a time with a new directory (each may take up to --rescan, 30 s)').default(4).argParser(parseCount(false)))
+    .addOption(new Option('--executes <n>', 'concurrent executes per burst').default(1000).argParser(parseCount(false)))
+    .addOption(new Option('--bursts <n>', 'bursts of concurrent executes').default(3).argParser(parseCount(false)))
     .addOption(
       new Option('--daemon-node-args <args>', 'node options for both host daemons, space-separated (e.g. "--max-semi-space-size=1")')
         .default([])

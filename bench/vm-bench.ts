@@ -2,7 +2,8 @@
 // bare node peer on the host-to-guest port (bench/vm-port-peer.ts: echo, raw copies both ways). Boot 2: the
 // negotiator guest daemon on the same port, driven by an RpcPeer on QEMU's socket (ping, execute true,
 // `wc -c` reading N MiB of stdin, `head -c N /dev/zero` writing N MiB). One boot per contender set.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseCount } from '../common/cli-options.js';
+import { Command, Option } from 'commander';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,23 +50,15 @@ interface VmBenchOptions {
   json: string;
 }
 
-function positiveInt(name: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`Expected \`--${name}\` to be a positive integer, got \`${value}\``);
-    return n;
-  };
-}
-
 function parseOptions(argv: readonly string[]): Readonly<VmBenchOptions> {
   const opts = new Command()
     .name('bench:vm')
     .description('ping and throughput through real virtio-serial ports of a booted guest: the negotiator guest daemon vs a bare node peer')
-    .addOption(new Option('--pings <n>', 'measured round trips per contender').default(1000).argParser(positiveInt('pings')))
-    .addOption(new Option('--execs <n>', 'measured `execute true` calls').default(50).argParser(positiveInt('execs')))
-    .addOption(new Option('--sizes <mib>', 'transfer sizes in MiB, comma-separated').default([1, 16]).argParser((v) => v.split(',').map(positiveInt('sizes'))))
-    .addOption(new Option('--reps <n>', 'transfers per size, direction and contender').default(5).argParser(positiveInt('reps')))
-    .addOption(new Option('--memory <mb>', 'guest memory').default(1024).argParser(positiveInt('memory')))
+    .addOption(new Option('--pings <n>', 'measured round trips per contender').default(1000).argParser(parseCount(false)))
+    .addOption(new Option('--execs <n>', 'measured `execute true` calls').default(50).argParser(parseCount(false)))
+    .addOption(new Option('--sizes <mib>', 'transfer sizes in MiB, comma-separated').default([1, 16]).argParser((v) => v.split(',').map(parseCount(false))))
+    .addOption(new Option('--reps <n>', 'transfers per size, direction and contender').default(5).argParser(parseCount(false)))
+    .addOption(new Option('--memory <mb>', 'guest memory').default(1024).argParser(parseCount(false)))
     .addOption(new Option('--guest-cpu-prof <dir>', 'run the guest daemon under node --cpu-prof and put its profile here (skips the bare boot)'))
     .addOption(new Option('--json <file>', 'where the machine-readable results go').default(DEFAULT_JSON))
     .parse([...argv])

@@ -167,3 +167,9 @@ export function sanitizePeerText(value: unknown, max = 256): string {
   const codePoints = Array.from(clean);
   return codePoints.length <= max ? clean : codePoints.slice(0, max).join('').trimEnd();
 }
+
+// This agent's info without a nonce (the peer adds a fresh one per connection): what daemons and CLIs announce.
+export async function readLocalAgentInfo(side: AgentInfo['side']): Promise<Omit<AgentInfo, 'nonce'>> {
+  const { nonce: _nonce, ...info } = createAgentInfo({ side, os: await readOsInfo(), nonce: '' });
+  return info;
+}

@@ -1,7 +1,7 @@
 // The guest daemon: holds the guest's channels to the host for its whole life, serves the host's
 // requests with the guest's command directories, and lets local CLIs call the host through its control
 // socket (multiplexed over the one guest-to-host channel, so concurrent CLIs never fight over the port).
-import { createAgentInfo, readOsInfo, readPackageVersion } from '../common/agent-info.js';
+import { readLocalAgentInfo, readPackageVersion } from '../common/agent-info.js';
 import { startAgentSession, type AgentSession } from '../common/agent-session.js';
 import { keepChannel, type ChannelKeeper } from '../common/channel-keeper.js';
 import { createCommandRegistry, type CommandRegistry } from '../common/command-registry.js';
@@ -44,8 +44,7 @@ export interface GuestDaemon {
 // Start the daemon: returns once the control socket listens (channels are opened in the background).
 export async function startGuestDaemon(options: GuestDaemonOptions): Promise<GuestDaemon> {
   const log = options.logger;
-  const info = createAgentInfo({ side: 'guest', os: await readOsInfo(), nonce: '' });
-  const { nonce: _unused, ...localInfo } = info;
+  const localInfo = await readLocalAgentInfo('guest');
   const registry: CommandRegistry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
   await registry.ready;
 

@@ -1,5 +1,5 @@
 // What `negotiator-guest` does with its parsed options: run the daemon, or list / execute on the host.
-import { createAgentInfo, readOsInfo } from '../common/agent-info.js';
+import { readLocalAgentInfo } from '../common/agent-info.js';
 import { EXIT_CODES, runExecuteAction, runListAction, type CliIo } from '../common/cli-actions.js';
 import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli-client.js';
 import type { ServingOptions } from '../common/cli-options.js';
@@ -55,8 +55,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
     io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-commands or --execute 'COMMAND ARGS' (see --help)\n`);
     return EXIT_CODES.usage;
   }
-  const info = createAgentInfo({ side: 'guest', os: await readOsInfo(), nonce: '' });
-  const { nonce: _unused, ...localInfo } = info;
+  const localInfo = await readLocalAgentInfo('guest');
   const connect = async (): Promise<ClientConnection> => {
     if (options.characterDevice === undefined) {
       const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, 'add yourself to the group that owns it');
@@ -99,7 +98,7 @@ export interface GuestDoctorCommandOptions {
 
 // `negotiator-guest doctor`; its module loads only when asked.
 export async function runGuestDoctor(options: GuestDoctorCommandOptions, io: CliIo): Promise<number> {
-  const { nonce: _unused, ...localInfo } = createAgentInfo({ side: 'guest', os: await readOsInfo(), nonce: '' });
+  const localInfo = await readLocalAgentInfo('guest');
   const { runDoctor } = await import('./doctor.js');
   return runDoctor(
     {

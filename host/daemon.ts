@@ -1,7 +1,7 @@
 // The host daemon: discovers guests (libvirt and --guest), keeps one connection per guest channel,
 // serves guests' requests with the host's command directories (telling each command which guest asked),
 // and lets local CLIs reach any guest through its control socket, multiplexed over those connections.
-import { createAgentInfo, readOsInfo, readPackageVersion } from '../common/agent-info.js';
+import { readLocalAgentInfo, readPackageVersion } from '../common/agent-info.js';
 import { startAgentSession } from '../common/agent-session.js';
 import { createCommandRegistry } from '../common/command-registry.js';
 import { describeExecuted, type CommandServiceOptions } from '../common/command-service.js';
@@ -38,7 +38,7 @@ export interface HostDaemon {
 // Start the daemon; resolves once discovery made its first pass and the control socket listens.
 export async function startHostDaemon(options: HostDaemonOptions): Promise<HostDaemon> {
   const log = options.logger;
-  const { nonce: _unused, ...info } = createAgentInfo({ side: 'host', os: await readOsInfo(), nonce: '' });
+  const info = await readLocalAgentInfo('host');
   const registry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
   await registry.ready;
   const discovery = createGuestDiscovery({ ...options.discovery, logger: log.child('discovery') });

@@ -1,6 +1,6 @@
 // What `negotiator-host` does with its parsed options: run the daemon, list guests, or list / execute
 // on one guest (through the daemon when one runs, else straight to the guest's socket).
-import { createAgentInfo, readOsInfo } from '../common/agent-info.js';
+import { readLocalAgentInfo } from '../common/agent-info.js';
 import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from '../common/cli-actions.js';
 import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli-client.js';
 import type { ServingOptions } from '../common/cli-options.js';
@@ -71,7 +71,7 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
     io.stderr.write(`${PROGRAM}: which guest? e.g. ${PROGRAM} ${options.listCommands ? '--list-commands' : `--execute '${options.execute}'`} GUEST (--list-guests shows them)\n`);
     return EXIT_CODES.usage;
   }
-  const { nonce: _unused, ...localInfo } = createAgentInfo({ side: 'host', os: await readOsInfo(), nonce: '' });
+  const localInfo = await readLocalAgentInfo('host');
   // Without a daemon the CLI asks libvirt itself; loaded on demand (virsh runs through execa).
   const loadVirsh = async () => (options.libvirt ? (await import('./virsh.js')).createVirsh({ uri: options.libvirtUri }) : undefined);
   const groupHint = 'ask for access (the daemon\'s --control-group) or use sudo';
@@ -138,7 +138,7 @@ export async function runHostSetup(options: SetupCliOptions, io: CliIo): Promise
 
 // `negotiator-host doctor [GUEST]`; its module loads only when asked.
 export async function runHostDoctor(options: HostDoctorCommandOptions, io: CliIo): Promise<number> {
-  const { nonce: _unused, ...localInfo } = createAgentInfo({ side: 'host', os: await readOsInfo(), nonce: '' });
+  const localInfo = await readLocalAgentInfo('host');
   const { runDoctor } = await import('./doctor.js');
   return runDoctor(
     {

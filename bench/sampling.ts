@@ -1,5 +1,6 @@
 // Measurement loops. Contenders are interleaved (in rounds, with the order rotated) so that load from
 // other processes on a shared machine falls on all of them alike rather than on whichever ran last.
+import { setTimeout as delay } from 'node:timers/promises';
 import type { TransferSample } from './stats.js';
 
 export interface LatencyPlan {
@@ -11,6 +12,8 @@ export interface LatencyPlan {
   rounds: number;
   /** CPU time so far of the process serving `contender`, ms; when given, CPU per call is measured per block. */
   readServerCpuMs?: (contender: string) => Promise<number>;
+  /** Idle time before each measured call, outside the timing (calls that come now and then, not back to back). */
+  pauseMs?: number;
 }
 
 /** Round-trip times (ms) of one contender, and the CPU (client + server, ms) its measured calls took. */
@@ -40,6 +43,7 @@ export async function sampleLatencies(contenders: Record<string, () => Promise<v
       const n = Math.min(perRound, plan.count - sample.times.length);
       const cpuBefore = plan.readServerCpuMs ? (await plan.readServerCpuMs(name)) + ownCpuMs() : 0;
       for (let i = 0; i < n; i++) {
+        if (plan.pauseMs) await delay(plan.pauseMs);
         const start = performance.now();
         await call();
         sample.times.push(performance.now() - start);

@@ -9,6 +9,11 @@ import { QGA_CAPTURE_LIMIT_BYTES } from './qemu-ga.js';
 import { MODES } from './socket-modes.js';
 import { MIB, summarizeLatencies, summarizeTransfers, type LatencySummary, type ThroughputSummary } from './stats.js';
 
+// Idle time before each call of the "apart" execute figures: commands that come now and then, as from
+// people and scripts, rather than back to back. Longer than the launcher pool's refill delay
+// (common/launcher-pool.ts), which is what these figures show.
+const PAUSE_MS = 30;
+
 /** Row names of the latency table. */
 export const LATENCY_ROWS = {
   ping: 'rpc ping',
@@ -18,6 +23,9 @@ export const LATENCY_ROWS = {
   echoDuringExecute: 'bare NDJSON echo (during execute)',
   qgaPing: 'qemu-ga guest-ping',
   qgaExec: 'qemu-ga guest-exec true + status polls',
+  executePaused: `rpc execute true, ${PAUSE_MS} ms apart`,
+  spawnPaused: `bare spawn true + reply, ${PAUSE_MS} ms apart`,
+  qgaExecPaused: `qemu-ga guest-exec true + polls, ${PAUSE_MS} ms apart`,
 } as const;
 
 /** Contenders of the stream table, in display order, with their labels. */
@@ -89,11 +97,18 @@ export async function measureExecute({ socketPath, agent, options, qga }: Scenar
       },
       { warmup: 20, count: options.execs, rounds: 5, readServerCpuMs: cpuReader(cpu, qga) },
     );
+    const apart = await sampleLatencies(
+      { rpc: agent.executeTrue, ...(spawner ? { spawn: spawner.roundTrip } : {}), ...(qga ? { qga: qga.execTrue } : {}) },
+      { warmup: 0, count: Math.min(options.execs, 100), rounds: 5, pauseMs: PAUSE_MS, readServerCpuMs: cpuReader(cpu, qga) },
+    );
     return {
       [LATENCY_ROWS.execute]: summarize(samples.rpc!),
       ...(samples.spawn ? { [LATENCY_ROWS.spawn]: summarize(samples.spawn) } : {}),
       ...(samples.echo ? { [LATENCY_ROWS.echoDuringExecute]: summarize(samples.echo) } : {}),
       ...(samples.qga ? { [LATENCY_ROWS.qgaExec]: summarize(samples.qga) } : {}),
+      [LATENCY_ROWS.executePaused]: summarize(apart.rpc!),
+      ...(apart.spawn ? { [LATENCY_ROWS.spawnPaused]: summarize(apart.spawn) } : {}),
+      ...(apart.qga ? { [LATENCY_ROWS.qgaExecPaused]: summarize(apart.qga) } : {}),
     };
   } finally {
     closeAll([echo, spawner, cpu]);

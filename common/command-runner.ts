@@ -1,9 +1,14 @@
 // Runs one command file: no shell, a clean environment, its own process group, and a deadline after
 // which (or on abort) the whole group gets SIGTERM, then SIGKILL after a grace delay.
-import { execa } from 'execa';
+//
+// node:child_process rather than execa on this path: execa's per-call machinery cost about 1 ms of
+// the 3.5 ms an `execute true` took, and the garbage it leaves grows the daemon's RSS, which fork()
+// (libuv spawns by fork + exec) pays for on every later command (docs/benchmarks.md, issue 7).
+import { spawn } from 'node:child_process';
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { RpcError, errorMessage } from './errors.js';
+import type { LauncherPool } from './launcher-pool.js';
 import { ERROR_CODES } from './protocol.js';
 
 /** The PATH every command gets, whatever the daemon's own environment. */
@@ -28,6 +33,8 @@ export interface RunCommandOptions {
   wrapper?: readonly string[];
   uid?: number;
   gid?: number;
+  /** Pre-forked launchers to start it with, when one is ready (common/launcher-pool.ts); else spawned here. */
+  launchers?: LauncherPool;
 }
 
 export interface CommandOutcome {
@@ -51,23 +58,19 @@ export interface RunningCommand {
 export function runCommand(options: RunCommandOptions): RunningCommand {
   const started = performance.now();
   const [file, ...prefixArgs] = options.wrapper && options.wrapper.length > 0 ? [...options.wrapper, options.file] : [options.file];
-  const subprocess = execa(file!, [...prefixArgs, ...options.args], {
+  const argv = [file!, ...prefixArgs, ...options.args];
+  const subprocess = options.launchers?.launch(argv, options.env, options.stdin) ?? spawn(argv[0]!, argv.slice(1), {
     env: options.env,
-    extendEnv: false,
     shell: false,
     cwd: options.cwd ?? '/',
-    stdin: options.stdin ? 'pipe' : 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
-    buffer: false,
-    encoding: 'buffer',
-    stripFinalNewline: false,
-    reject: false,
+    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     // Own process group, so that a deadline or cancel reaches everything the command started.
     detached: true,
     ...(options.uid !== undefined ? { uid: options.uid } : {}),
     ...(options.gid !== undefined ? { gid: options.gid } : {}),
   });
+  const stdout = subprocess.stdout!;
+  const stderr = subprocess.stderr!;
   let timedOut = false;
   let isCanceled = false;
   let killTimer: NodeJS.Timeout | undefined;
@@ -107,33 +110,40 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   subprocess.on('exit', () => {
     exited = true;
     const drain = setTimeout(() => {
-      if (!subprocess.stdout.readableEnded || !subprocess.stderr.readableEnded) terminate();
+      if (!stdout.readableEnded || !stderr.readableEnded) terminate();
     }, options.exitDrainMs);
     drain.unref();
-    subprocess.stdout.once('close', () => clearTimeout(drain));
+    stdout.once('close', () => clearTimeout(drain));
   });
   subprocess.stdin?.on('error', () => {
     // EPIPE: the command stopped reading its stdin; not an error of the request.
   });
 
-  const outcome = subprocess.then((result) => {
-    clearTimeout(deadline);
-    options.signal.removeEventListener('abort', onAbort);
-    if (killTimer && exited) clearTimeout(killTimer);
-    const durationMs = Math.round(performance.now() - started);
-    const cause = (result as { cause?: unknown }).cause as NodeJS.ErrnoException | undefined;
-    if (result.exitCode === undefined && result.signal === undefined && cause?.code) {
-      throw spawnError(options.file, cause);
-    }
-    return {
-      exitCode: result.exitCode ?? null,
-      signal: result.signal ?? null,
-      timedOut,
-      isCanceled: isCanceled && !timedOut,
-      durationMs,
-    };
+  // A spawn failure emits 'error' (pid undefined), then 'close'; 'close' always ends it, after the exit
+  // and once stdout and stderr are closed.
+  let spawnFailure: NodeJS.ErrnoException | undefined;
+  subprocess.on('error', (error: NodeJS.ErrnoException) => {
+    if (subprocess.pid === undefined) spawnFailure = error;
   });
-  return { pid: subprocess.pid, stdout: subprocess.stdout, stderr: subprocess.stderr, stdin: subprocess.stdin, outcome };
+  const outcome = new Promise<CommandOutcome>((resolve, reject) => {
+    subprocess.once('close', (exitCode: number | null, signal: NodeJS.Signals | null) => {
+      clearTimeout(deadline);
+      options.signal.removeEventListener('abort', onAbort);
+      if (killTimer && exited) clearTimeout(killTimer);
+      if (spawnFailure) {
+        reject(spawnError(options.file, spawnFailure));
+        return;
+      }
+      resolve({
+        exitCode,
+        signal,
+        timedOut,
+        isCanceled: isCanceled && !timedOut,
+        durationMs: Math.round(performance.now() - started),
+      });
+    });
+  });
+  return { pid: subprocess.pid, stdout, stderr, stdin: options.stdin ? subprocess.stdin : null, outcome };
 }
 
 function spawnError(file: string, cause: NodeJS.ErrnoException): RpcError {

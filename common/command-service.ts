@@ -5,6 +5,7 @@ import { runCommand, type RunningCommand } from './command-runner.js';
 import { CanceledError, ConfigError, RpcError, errorMessage } from './errors.js';
 import { validateExecuteParams } from './execute-params.js';
 import { FlowWindow } from './flow-window.js';
+import { sharedLauncherPool } from './launcher-pool.js';
 import { silentLogger, type Logger } from './logger.js';
 import {
   ERROR_CODES,
@@ -44,6 +45,12 @@ export interface CommandServiceOptions {
   killGraceMs?: number;
   /** Grace for leftovers holding the output open after the command exits. Default 1 000 ms. */
   exitDrainMs?: number;
+  /**
+   * Pre-forked launchers kept ready for this daemon's commands (common/launcher-pool.ts): a command then
+   * starts without a fork of the daemon. Shared by every connection of the process. 0 = always spawn
+   * directly. Default 2.
+   */
+  prespawn?: number;
   /** argv prefix applied to every command (resource limits, e.g. `prlimit ... --`). */
   wrapper?: readonly string[];
   /** Run commands as this user and group (`--run-as`), with `home` as HOME. */
@@ -110,9 +117,10 @@ function resolveOptions(options: CommandServiceOptions): ResolvedOptions {
     maxOutputBytes: options.maxOutputBytes ?? 1024 ** 3,
     killGraceMs: options.killGraceMs ?? 5000,
     exitDrainMs: options.exitDrainMs ?? 1000,
+    prespawn: options.prespawn ?? 2,
     wrapper: options.wrapper ?? [],
   };
-  for (const key of ['maxConcurrent', 'maxQueued', 'maxTimeoutMs', 'maxOutputBytes', 'killGraceMs', 'exitDrainMs'] as const) {
+  for (const key of ['maxConcurrent', 'maxQueued', 'maxTimeoutMs', 'maxOutputBytes', 'killGraceMs', 'exitDrainMs', 'prespawn'] as const) {
     const value = resolved[key];
     if (!Number.isSafeInteger(value) || value < 0 || (key === 'maxConcurrent' && value === 0)) {
       throw new ConfigError(`Expected the \`${key}\` option to be a ${key === 'maxConcurrent' ? 'positive' : 'non-negative'} integer, got \`${value}\``);
@@ -125,6 +133,11 @@ function resolveOptions(options: CommandServiceOptions): ResolvedOptions {
 export function registerCommandService(peer: RpcPeer, options: CommandServiceOptions): CommandService {
   const config = resolveOptions(options);
   const log = config.logger;
+  const launchers =
+    config.prespawn > 0
+      ? sharedLauncherPool({ size: config.prespawn, cwd: '/', ...(config.uid !== undefined ? { uid: config.uid } : {}), ...(config.gid !== undefined ? { gid: config.gid } : {}) })
+      : undefined;
+  launchers?.warm();
   const executions = new Map<RequestId, Execution>();
   const queue: Array<{ start: () => void; reject: (error: Error) => void }> = [];
   let running = 0;
@@ -241,6 +254,7 @@ export function registerCommandService(peer: RpcPeer, options: CommandServiceOpt
       exitDrainMs: config.exitDrainMs,
       signal,
       wrapper: config.wrapper,
+      ...(launchers ? { launchers } : {}),
       ...(config.uid !== undefined ? { uid: config.uid } : {}),
       ...(config.gid !== undefined ? { gid: config.gid } : {}),
     });

@@ -7,23 +7,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { CanceledError, ChannelClosedError } from '../../common/errors.js';
 import { executeRemote } from '../../common/execute-client.js';
 import { ERROR_CODES, METHODS } from '../../common/protocol.js';
+import { isAlive, waitUntil } from '../helpers/processes.js';
 import { connectClient, startSocketAgent } from '../helpers/socket-agent.js';
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-async function waitUntil(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await delay(20);
-  }
-}
 async function readPid(file: string): Promise<number> {
   let text = '';
   await waitUntil(`pid file ${file}`, () => {

@@ -13,6 +13,7 @@ import {
   VirshError,
   type VirshStreamItem,
 } from '../../host/virsh.js';
+import { isAlive } from '../helpers/processes.js';
 
 const fixtures = new URL('../../../test/fixtures/libvirt/', import.meta.url).pathname;
 const fakeVirsh = path.join(fixtures, 'fake-virsh.mjs');
@@ -35,14 +36,6 @@ function setUpFake(t: Test, config: Record<string, unknown>): {
   };
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function captureLogger(): { logger: Logger; lines: string[] } {
   const lines: string[] = [];

@@ -1,11 +1,14 @@
-// `npm run bench:cli`: `negotiator-host --execute true GUEST` end to end, as a user runs it: wall time
-// (spawn to exit, output read), the CLI's CPU time and peak resident memory, through a running host daemon
-// (its control socket) and without one (the CLI opens the guest's socket itself: --guest NAME=DIR
-// --no-libvirt), beside `node -e 0` (the floor), each with NODE_EXTRA_CA_CERTS as set and unset.
+// `npm run bench:cli`: `negotiator-host --execute true GUEST` end to end, as a user runs it (the command
+// npm installs: a link in a bin directory to the launcher bin/negotiator-host, which starts node without
+// NODE_EXTRA_CA_CERTS): wall time (spawn to exit, output read), the CLI's CPU time and peak resident
+// memory, through a running host daemon (its control socket) and without one (the CLI opens the guest's
+// socket itself: --guest NAME=DIR --no-libvirt), beside `node -e 0` (the floor) and `node dist/host/cli.js`
+// (no launcher), each with NODE_EXTRA_CA_CERTS as set and unset.
 // The guest is simulated (bench/fleet-guests.ts, its own process) and offers `true -> /bin/true`.
 // Then where the start-up time goes: node's phases, the CLI's module groups; and the shipped bundle (npm run bundle).
 import { parseCount } from '../common/cli-options.js';
 import { Command, Option } from 'commander';
+import { mkdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { executeRemote } from '../common/execute-client.js';
@@ -20,7 +23,8 @@ import { medianOf, summarizeLatencies, type LatencySummary } from './stats.js';
 import { measurePeakRssKiB, runTimed, type RunSpec } from './timed-spawn.js';
 import { createWorkspace } from './workspace.js';
 
-const DEFAULT_JSON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results/cli.json');
+const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const DEFAULT_JSON = path.join(PACKAGE_ROOT, 'bench/results/cli.json');
 const GUEST = 'bench';
 const TARGET_MS = 150;
 
@@ -57,15 +61,34 @@ interface Contender {
   spec: RunSpec;
   /** Expected exit code 0 and no output (`--execute true`). */
   silent: boolean;
+  /** Issue 7's target (< TARGET_MS) applies: `--execute true` with the installed command. */
+  targeted?: boolean;
+  /** Through the launcher, which unsets NODE_EXTRA_CA_CERTS: node never sees it. */
+  throughLauncher?: boolean;
 }
 
 interface ContenderResult {
   what: string;
   certs: 'set' | 'unset';
+  /** NODE_EXTRA_CA_CERTS as node itself sees it (a launcher unsets it). */
+  nodeCerts: 'set' | 'unset';
+  targeted: boolean;
   wall: LatencySummary;
   cpuMsMedian: number;
   peakRssMiBMedian: number;
   load: string;
+}
+
+// `negotiator-host` as `npm install -g` puts it under `prefix`: bin/negotiator-host, a relative link to the
+// package's launcher (here the package folder is a link to this checkout, as `npm install -g .` makes it).
+function installHostCommand(prefix: string): string {
+  const packageDir = path.join(prefix, 'lib', 'node_modules', 'kvm-negotiator');
+  mkdirSync(path.dirname(packageDir), { recursive: true });
+  symlinkSync(PACKAGE_ROOT, packageDir);
+  mkdirSync(path.join(prefix, 'bin'));
+  const command = path.join(prefix, 'bin', 'negotiator-host');
+  symlinkSync('../lib/node_modules/kvm-negotiator/bin/negotiator-host', command);
+  return command;
 }
 
 function contenderKey(c: Pick<Contender, 'what' | 'certs'>): string {
@@ -89,7 +112,7 @@ function formatResults(results: readonly ContenderResult[], floor: Record<string
       fixed(r.wall.medianUs / 1000),
       fixed(r.wall.p99Us / 1000),
       `${fixed(r.wall.minUs / 1000)}..${fixed(r.wall.maxUs / 1000)}`,
-      r.what === 'node -e 0' ? '' : `+${fixed(r.wall.medianUs / 1000 - floor[r.certs]!)}`,
+      r.what === 'node -e 0' ? '' : `+${fixed(r.wall.medianUs / 1000 - floor[r.nodeCerts]!)}`,
       fixed(r.cpuMsMedian),
       fixed(r.peakRssMiBMedian),
       String(r.wall.count),
@@ -163,15 +186,23 @@ async function main(argv: string[]): Promise<number> {
       await control.close();
       const bundled = options.bundle ? await bundleHostCli(path.join(workspace.dir, 'bundle')) : undefined;
 
-      const node = (args: readonly string[], certs: 'set' | 'unset'): RunSpec => ({ file: process.execPath, args, env: certs === 'set' ? baseEnv : envNoCerts });
-      const viaDaemon = (cli: string): string[] => [cli, '--control-socket', controlSocket, '--execute', 'true', GUEST];
-      const noDaemon = [HOST_CLI, '--control-socket', path.join(workspace.dir, 'no-daemon.sock'), '--no-libvirt', '--guest', fleet.spec(GUEST), '--execute', 'true', GUEST];
+      // The launcher finds `node` on PATH: put this node first, so that every row runs the same node.
+      const envOf = (certs: 'set' | 'unset'): NodeJS.ProcessEnv => {
+        const env = certs === 'set' ? baseEnv : envNoCerts;
+        return { ...env, PATH: [path.dirname(process.execPath), env.PATH].filter(Boolean).join(path.delimiter) };
+      };
+      const node = (args: readonly string[], certs: 'set' | 'unset'): RunSpec => ({ file: process.execPath, args, env: envOf(certs) });
+      const command = installHostCommand(path.join(workspace.dir, 'prefix'));
+      const installed = (args: readonly string[], certs: 'set' | 'unset'): RunSpec => ({ file: command, args, env: envOf(certs) });
+      const viaDaemon = ['--control-socket', controlSocket, '--execute', 'true', GUEST];
+      const noDaemon = ['--control-socket', path.join(workspace.dir, 'no-daemon.sock'), '--no-libvirt', '--guest', fleet.spec(GUEST), '--execute', 'true', GUEST];
       const contenders: Contender[] = (['set', 'unset'] as const).flatMap((certs) => [
         { what: 'node -e 0', certs, spec: node(['-e', '0'], certs), silent: true },
-        { what: 'negotiator-host --version', certs, spec: node([HOST_CLI, '--version'], certs), silent: false },
-        { what: '--execute true, via the daemon', certs, spec: node(viaDaemon(HOST_CLI), certs), silent: true },
-        { what: '--execute true, no daemon (--guest)', certs, spec: node(noDaemon, certs), silent: true },
-        ...(bundled ? [{ what: '--execute true, via the daemon, npm run bundle', certs, spec: node(viaDaemon(bundled), certs), silent: true }] : []),
+        { what: 'negotiator-host --version', certs, spec: installed(['--version'], certs), silent: false, throughLauncher: true },
+        { what: '--execute true, via the daemon', certs, spec: installed(viaDaemon, certs), silent: true, targeted: true, throughLauncher: true },
+        { what: '--execute true, no daemon (--guest)', certs, spec: installed(noDaemon, certs), silent: true, targeted: true, throughLauncher: true },
+        { what: '--execute true, via the daemon, node dist/host/cli.js', certs, spec: node([HOST_CLI, ...viaDaemon], certs), silent: true },
+        ...(bundled ? [{ what: '--execute true, via the daemon, npm run bundle', certs, spec: node([bundled, ...viaDaemon], certs), silent: true }] : []),
       ]);
 
       // Timed runs, interleaved (one of each contender per round, order rotated).
@@ -201,6 +232,8 @@ async function main(argv: string[]): Promise<number> {
         results.push({
           what: c.what,
           certs: c.certs,
+          nodeCerts: c.throughLauncher ? 'unset' : c.certs,
+          targeted: c.targeted === true,
           wall: summarizeLatencies(timed[key]!.times),
           cpuMsMedian: medianOf(cpu.get(key)!),
           peakRssMiBMedian: medianOf(rss.get(key)!) / 1024,
@@ -211,7 +244,8 @@ async function main(argv: string[]): Promise<number> {
       const inProcess = await measureInProcess(controlSocket, Math.max(options.runs, 100));
       inProcessRows = inProcess.rows;
       const floor = Object.fromEntries(results.filter((r) => r.what === 'node -e 0').map((r) => [r.certs, r.wall.medianUs / 1000]));
-      console.log(formatResults(results, floor) + '\n');
+      console.log(formatResults(results, floor));
+      console.log('("over node -e 0": against node -e 0 with NODE_EXTRA_CA_CERTS as the row\'s node sees it; the installed command\'s launcher unsets it)\n');
       console.log(`the same work in this process (no node start-up, no imports; 1-min load ${inProcess.load}):`);
       console.log(
         formatTable(
@@ -221,13 +255,15 @@ async function main(argv: string[]): Promise<number> {
       );
 
       // Where the time goes.
+      const find = (what: string, certs: 'set' | 'unset'): Contender => contenders.find((c) => c.what === what && c.certs === certs)!;
       const profiled: Array<{ header: string; contender: Contender }> = [
-        { header: 'node -e 0, certs', contender: contenders.find((c) => c.what === 'node -e 0' && c.certs === 'set')! },
-        { header: 'node -e 0', contender: contenders.find((c) => c.what === 'node -e 0' && c.certs === 'unset')! },
-        { header: '--version', contender: contenders.find((c) => c.what === 'negotiator-host --version' && c.certs === 'unset')! },
-        { header: 'daemon, certs', contender: contenders.find((c) => c.what === '--execute true, via the daemon' && c.certs === 'set')! },
-        { header: 'daemon', contender: contenders.find((c) => c.what === '--execute true, via the daemon' && c.certs === 'unset')! },
-        { header: 'no daemon', contender: contenders.find((c) => c.what === '--execute true, no daemon (--guest)' && c.certs === 'unset')! },
+        { header: 'node -e 0, certs', contender: find('node -e 0', 'set') },
+        { header: 'node -e 0', contender: find('node -e 0', 'unset') },
+        { header: '--version, certs', contender: find('negotiator-host --version', 'set') },
+        { header: 'daemon, certs', contender: find('--execute true, via the daemon', 'set') },
+        { header: 'no daemon, certs', contender: find('--execute true, no daemon (--guest)', 'set') },
+        { header: 'node cli.js, daemon, certs', contender: find('--execute true, via the daemon, node dist/host/cli.js', 'set') },
+        { header: 'node cli.js, daemon', contender: find('--execute true, via the daemon, node dist/host/cli.js', 'unset') },
         ...contenders.filter((c) => c.what.includes('npm run bundle') && c.certs === 'unset').map((contender) => ({ header: 'bundle, daemon', contender })),
       ];
       const phaseLoad = new LoadSampler();
@@ -260,7 +296,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const verdicts: TargetVerdict[] = results
-    .filter((r) => r.what.startsWith('--execute true') && !r.what.includes('bundle'))
+    .filter((r) => r.targeted)
     .map((r) => ({
       name: `${r.what}, NODE_EXTRA_CA_CERTS ${r.certs}`,
       target: `< ${TARGET_MS} ms`,

@@ -17,11 +17,12 @@ process.on('exit', () => {
   const t = performance.nodeTiming;
   writeSync(2, '\\n${TIMING_MARK}' + JSON.stringify({ timeOrigin: performance.timeOrigin, v8Start: t.v8Start, environment: t.environment, bootstrapComplete: t.bootstrapComplete, userStart, exit: performance.now() }) + '\\n');
 });`;
-export const PRELOAD_ARGS = ['--import', `data:text/javascript,${encodeURIComponent(PRELOAD)}`] as const;
+// Through NODE_OPTIONS, so that it also reaches the node a launcher (bin/negotiator-host) starts.
+const PRELOAD_NODE_OPTIONS = `--import data:text/javascript,${encodeURIComponent(PRELOAD)}`;
 
 /** Phases of one run, ms; they add up to its wall time. */
 export const PHASES = {
-  exec: 'spawn until node\'s clock starts (fork, exec, dynamic linking)',
+  exec: 'spawn until node\'s clock starts (fork, exec, dynamic linking; a launcher\'s sh)',
   preV8: 'node start until V8 starts (reads NODE_EXTRA_CA_CERTS)',
   bootstrap: 'V8 and node\'s environment bootstrap',
   loader: 'ESM loader until the program\'s first module runs',
@@ -40,11 +41,11 @@ interface Milestones {
 
 export type PhaseSample = Record<Phase, number> & { wall: number };
 
-// One run of `spec` (spec.file is node; the preload goes first), cut into phases.
+// One run of `spec` (node, or a launcher that starts node), cut into phases.
 export async function runWithPhases(spec: RunSpec): Promise<PhaseSample> {
-  const run = await runTimed({ ...spec, args: [...PRELOAD_ARGS, ...spec.args] });
+  const run = await runTimed({ ...spec, env: { ...spec.env, NODE_OPTIONS: PRELOAD_NODE_OPTIONS } });
   const line = run.stderr.split('\n').find((l) => l.startsWith(TIMING_MARK));
-  if (run.exitCode !== 0 || !line) throw new Error(`phases of ${spec.args.join(' ')}: exit ${run.exitCode}, ${run.stderr.trim()}`);
+  if (run.exitCode !== 0 || !line) throw new Error(`phases of ${[spec.file, ...spec.args].join(' ')}: exit ${run.exitCode}, ${run.stderr.trim()}`);
   const m = JSON.parse(line.slice(TIMING_MARK.length)) as Milestones;
   return {
     exec: m.timeOrigin - run.startEpochMs,
@@ -67,24 +68,28 @@ export function summarizePhases(samples: readonly PhaseSample[]): PhaseSample {
 export interface ImportGroup {
   label: string;
   specs: readonly string[];
+  /**
+   * `static`: cli.js's static imports, which every run loads; `on demand`: a dynamic import that only
+   * some runs make; `reference`: not loaded by `--execute` at all. Checked by test/bench/startup-profile.test.ts.
+   */
+  loaded: 'static' | 'on demand' | 'reference';
 }
 
 const dist = (file: string): string => pathToFileURL(path.join(DIST, file)).href;
 
-/** `negotiator-host`'s static imports in dependency order, then what `--execute` loads on demand. */
+/** `negotiator-host`'s static imports in dependency order, then what `--execute` loads on demand, then references. */
 export const HOST_CLI_IMPORTS: readonly ImportGroup[] = [
-  { label: '(ESM loader warm-up: one empty module; every program pays it)', specs: ['data:text/javascript,'] },
-  { label: 'commander', specs: ['commander'] },
-  { label: 'common/protocol, errors, logger', specs: [dist('common/protocol.js'), dist('common/errors.js'), dist('common/logger.js')] },
-  { label: 'common/rpc-peer (+ handshake, line-reader, warning-limiter; node:crypto, node:events)', specs: [dist('common/rpc-peer.js')] },
-  { label: 'common/agent-info, cli-options', specs: [dist('common/agent-info.js'), dist('common/cli-options.js')] },
-  { label: 'common/cli-actions (+ execute-client, command-line, flow-window)', specs: [dist('common/cli-actions.js')] },
-  { label: 'common/cli-client, stream-channel (node:net)', specs: [dist('common/cli-client.js'), dist('common/stream-channel.js')] },
-  { label: 'chokidar (static-guests imports it at the top)', specs: ['chokidar'] },
-  { label: 'host/static-guests (+ guest-registry, libvirt-discovery, domain-xml, virsh)', specs: [dist('host/static-guests.js')] },
-  { label: 'host/run-host (the rest of cli.js\'s static imports)', specs: [dist('host/run-host.js')] },
-  { label: 'host/locate-guest (loaded by --execute without a daemon)', specs: [dist('host/locate-guest.js')] },
-  { label: 'execa (not loaded by --execute; for reference)', specs: ['execa'] },
+  { label: '(ESM loader warm-up: one empty module; every program pays it)', specs: ['data:text/javascript,'], loaded: 'static' },
+  { label: 'commander', specs: ['commander'], loaded: 'static' },
+  { label: 'common/protocol, errors, logger', specs: [dist('common/protocol.js'), dist('common/errors.js'), dist('common/logger.js')], loaded: 'static' },
+  { label: 'common/rpc-peer (+ handshake, line-reader, warning-limiter; node:crypto, node:events)', specs: [dist('common/rpc-peer.js')], loaded: 'static' },
+  { label: 'common/cli-actions (+ execute-client, command-line, flow-window)', specs: [dist('common/cli-actions.js')], loaded: 'static' },
+  { label: 'common/agent-info, cli-options', specs: [dist('common/agent-info.js'), dist('common/cli-options.js')], loaded: 'static' },
+  { label: 'common/cli-client, stream-channel (node:net)', specs: [dist('common/cli-client.js'), dist('common/stream-channel.js')], loaded: 'static' },
+  { label: 'host/guest-specs, run-host (the rest of cli.js\'s static imports)', specs: [dist('host/guest-specs.js'), dist('host/run-host.js')], loaded: 'static' },
+  { label: 'host/locate-guest (+ domain-xml, virsh; --execute without a daemon, libvirt guests only)', specs: [dist('host/locate-guest.js')], loaded: 'on demand' },
+  { label: 'chokidar (not loaded by the CLI: only the daemons watch)', specs: ['chokidar'], loaded: 'reference' },
+  { label: 'execa (not loaded by --execute; for reference)', specs: ['execa'], loaded: 'reference' },
 ];
 
 export interface ImportCost {

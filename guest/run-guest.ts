@@ -6,7 +6,6 @@ import type { ServingOptions } from '../common/cli-options.js';
 import { createLogger } from '../common/logger.js';
 import { CHANNEL_NAMES } from '../common/protocol.js';
 import { parseGuestChannelSpec } from './channel-spec.js';
-import { openGuestChannel } from './open-channel.js';
 
 export const PROGRAM = 'negotiator-guest';
 
@@ -61,8 +60,10 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
       const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, 'add yourself to the group that owns it');
       if (viaDaemon) return { peer: viaDaemon, viaDaemon: true };
     }
-    // No daemon: open the guest-to-host channel ourselves, as Negotiator's CLI does.
+    // No daemon: open the guest-to-host channel ourselves, as Negotiator's CLI does. The port modules
+    // load only here: a CLI that goes through the daemon starts faster without them.
     const spec = parseGuestChannelSpec(options.characterDevice ?? `virtio:${CHANNEL_NAMES.guestToHost}`);
+    const { openGuestChannel } = await import('./open-channel.js');
     const channel = await openGuestChannel(spec, { logger: logger.child('channel'), timeoutMs: Math.min(options.timeoutMs || 5000, 5000) });
     return { peer: startClientPeer(channel, localInfo, 'the host', options.timeoutMs), viaDaemon: false };
   };

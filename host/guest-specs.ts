@@ -3,7 +3,7 @@
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../common/errors.js';
 import { CHANNEL_NAMES } from '../common/protocol.js';
-import type { ChannelRole } from './guest-registry.js';
+import type { ChannelRole, DiscoveredGuest } from './guest-registry.js';
 
 /** A guest given on the command line; paths are absolute. At least one channel is set. */
 export interface StaticGuestSpec {
@@ -52,4 +52,16 @@ export function parseGuestSpecs(options: readonly string[], cwd?: string): Stati
     seen.add(spec.name);
   }
   return specs;
+}
+
+// The guest a spec names, as discovery reports it; its sockets need not exist (yet).
+export function staticGuestOf(spec: StaticGuestSpec): DiscoveredGuest {
+  return {
+    name: spec.name,
+    source: 'static',
+    channels: {
+      ...(spec.hostToGuest ? { hostToGuest: { path: spec.hostToGuest } } : {}),
+      ...(spec.guestToHost ? { guestToHost: { path: spec.guestToHost } } : {}),
+    },
+  };
 }

@@ -4,22 +4,13 @@ import { RpcError } from '../common/errors.js';
 import { ERROR_CODES } from '../common/protocol.js';
 import type { DiscoveredGuest } from './guest-registry.js';
 import { findNegotiatorChannels, parseDomainXml } from './domain-xml.js';
-import type { StaticGuestSpec } from './static-guests.js';
+import { staticGuestOf, type StaticGuestSpec } from './guest-specs.js';
 import { VIRSH_FAILURES, VirshError, type Virsh } from './virsh.js';
 
 // Locate a guest by name; throws RpcError unknownGuest (listing the known guests) when there is none.
 export async function locateGuest(name: string, staticGuests: readonly StaticGuestSpec[], virsh: Virsh | undefined): Promise<DiscoveredGuest> {
   const spec = staticGuests.find((g) => g.name === name);
-  if (spec) {
-    return {
-      name,
-      source: 'static',
-      channels: {
-        ...(spec.hostToGuest ? { hostToGuest: { path: spec.hostToGuest } } : {}),
-        ...(spec.guestToHost ? { guestToHost: { path: spec.guestToHost } } : {}),
-      },
-    };
-  }
+  if (spec) return staticGuestOf(spec);
   if (!virsh) throw await unknownGuest(name, staticGuests, undefined);
   let xml: string;
   try {

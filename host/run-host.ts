@@ -9,7 +9,7 @@ import { METHODS } from '../common/protocol.js';
 import { connectChannel } from '../common/stream-channel.js';
 import type { GuestStatus } from './guest-connections.js';
 import type { SetupCliOptions } from './setup-domain.js';
-import { parseGuestSpecs } from './guest-specs.js';
+import { parseGuestSpecs, staticGuestOf } from './guest-specs.js';
 
 export const PROGRAM = 'negotiator-host';
 
@@ -103,8 +103,9 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
   const connect = async (): Promise<ClientConnection> => {
     const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint);
     if (viaDaemon) return { peer: viaDaemon, viaDaemon: true };
-    const { locateGuest } = await import('./locate-guest.js');
-    const guest = await locateGuest(guestName, staticGuests, await loadVirsh());
+    // A --guest guest is known already; locate-guest (libvirt: virsh, domain XML) loads only for the others.
+    const spec = staticGuests.find((g) => g.name === guestName);
+    const guest = spec ? staticGuestOf(spec) : await (await import('./locate-guest.js')).locateGuest(guestName, staticGuests, await loadVirsh());
     const endpoint = guest.channels.hostToGuest ?? guest.channels.guestToHost!;
     const channel = await connectChannel(endpoint.path, 5000);
     const peer = startClientPeer(channel, localInfo, `guest ${guestName}${endpoint.state ? ` (libvirt says the channel is ${endpoint.state})` : ''}`, options.timeoutMs);

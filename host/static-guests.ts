@@ -4,7 +4,7 @@
 // rechecked every `rescanIntervalMs` as a safety net (a directory that did not exist yet, a SIGKILLed QEMU).
 import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { watch, type FSWatcher } from 'chokidar';
+import type { FSWatcher } from 'chokidar';
 import { errorMessage } from '../common/errors.js';
 import type { StaticGuestSpec } from './guest-specs.js';
 import { silentLogger, type Logger } from '../common/logger.js';
@@ -28,7 +28,7 @@ export class StaticGuestWatcher {
   readonly #sink: GuestSink;
   readonly #logger: Logger;
   readonly #directories: Set<string>;
-  readonly #watcher: FSWatcher | undefined;
+  #watcher: FSWatcher | undefined;
   readonly #timer: NodeJS.Timeout | undefined;
   readonly #up = new Set<string>();
   readonly #checking = new Map<string, Promise<void>>();
@@ -48,20 +48,7 @@ export class StaticGuestWatcher {
       this.ready = Promise.resolve();
       return;
     }
-    // The parents too: chokidar 4 reports only the first of several missing sibling directories that
-    // appear (measured: the others waited for the rescan), but an existing parent reports each one.
-    const parents = new Set([...this.#directories].map((directory) => dirname(directory)));
-    const watcher = watch([...this.#directories, ...parents], { depth: 0 });
-    this.#watcher = watcher;
-    watcher.on('all', (event, path) => this.#onChange(event, path));
-    watcher.on('error', (error) => this.#logger.warn(`watching the --guest socket directories failed: ${errorMessage(error)}`));
-    const watching = new Promise<void>((resolve) =>
-      watcher.once('ready', () => {
-        this.#watching = true;
-        resolve();
-      }),
-    );
-    this.ready = Promise.all([watching, this.#checkAll()]).then(() => undefined);
+    this.ready = Promise.all([this.#startWatching(), this.#checkAll()]).then(() => undefined);
     this.#timer = setInterval(() => void this.#checkAll(), options.rescanIntervalMs ?? 30_000).unref();
   }
 
@@ -74,6 +61,26 @@ export class StaticGuestWatcher {
       await Promise.allSettled(this.#checking.values());
     })();
     return this.#closing;
+  }
+
+  // chokidar is loaded here, where watching starts, not with this module: the CLI imports the module
+  // graph around it (guest specs, the registry's types) and must not pay for chokidar.
+  async #startWatching(): Promise<void> {
+    const { watch } = await import('chokidar');
+    if (this.#closed) return;
+    // The parents too: chokidar 4 reports only the first of several missing sibling directories that
+    // appear (measured: the others waited for the rescan), but an existing parent reports each one.
+    const parents = new Set([...this.#directories].map((directory) => dirname(directory)));
+    const watcher = watch([...this.#directories, ...parents], { depth: 0 });
+    this.#watcher = watcher;
+    watcher.on('all', (event, path) => this.#onChange(event, path));
+    watcher.on('error', (error) => this.#logger.warn(`watching the --guest socket directories failed: ${errorMessage(error)}`));
+    await new Promise<void>((resolve) =>
+      watcher.once('ready', () => {
+        this.#watching = true;
+        resolve();
+      }),
+    );
   }
 
   #onChange(event: string, path: string): void {

@@ -7,12 +7,13 @@ import { execa } from 'execa';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { errorMessage } from '../../common/errors.js';
-import { EXAMPLE_COMMANDS, GUEST_CLI, HOST_CLI, PACKAGE_ROOT, startDemoDaemons, type DaemonSide, type DemoDaemons } from './demo-daemons.js';
+import { EXAMPLE_COMMANDS, PACKAGE_ROOT, startDemoDaemons, type DaemonSide, type DemoDaemons } from './demo-daemons.js';
 import { createDemoSteps, type DemoStep } from './demo-steps.js';
 
-const PROGRAMS: Record<DaemonSide, { name: string; cli: string }> = {
-  host: { name: 'negotiator-host', cli: HOST_CLI },
-  guest: { name: 'negotiator-guest', cli: GUEST_CLI },
+// The steps run the commands npm installs: the launchers in bin/ (they start dist/*/cli.js with node).
+const PROGRAMS: Record<DaemonSide, { name: string; command: string }> = {
+  host: { name: 'negotiator-host', command: path.join(PACKAGE_ROOT, 'bin', 'negotiator-host') },
+  guest: { name: 'negotiator-guest', command: path.join(PACKAGE_ROOT, 'bin', 'negotiator-guest') },
 };
 
 export interface DemoOptions {
@@ -48,7 +49,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
   print(bold('negotiator demo'));
   print('A host daemon and a guest daemon run on this machine, joined by a loopback that plays QEMU\'s two');
   print('virtio-serial channels, so no VM and no root are needed. Each step below is a real CLI run.');
-  print(`(negotiator-host is node ${path.relative(process.cwd(), HOST_CLI) || HOST_CLI}, negotiator-guest is node ${path.relative(process.cwd(), GUEST_CLI) || GUEST_CLI})`);
+  const shown = (side: DaemonSide): string => path.relative(process.cwd(), PROGRAMS[side].command) || PROGRAMS[side].command;
+  print(`(negotiator-host is ${shown('host')} and negotiator-guest is ${shown('guest')}, as npm installs them)`);
   print();
   let daemons: DemoDaemons | undefined;
   let succeeded = false;
@@ -107,13 +109,14 @@ async function runStep(step: DemoStep, { daemons, show, print, signal }: StepCon
   print(`$ ${program.name} ${show(args)}`);
   const logMark = step.daemonLog ? daemons.readLog(step.daemonLog.side).length : 0;
   // The CLI stays in our process group: a Ctrl-C in the terminal reaches it and cancels its request.
-  const result = await execa(process.execPath, [program.cli, ...args], {
+  // The launcher runs the `node` on PATH: this one first, so that the steps run the node the demo runs.
+  const result = await execa(program.command, args, {
     all: true,
     reject: false,
     stdin: 'ignore',
     timeout: 30_000,
     cancelSignal: signal,
-    env: { ...process.env, NODE_OPTIONS: '' },
+    env: { ...process.env, NODE_OPTIONS: '', PATH: [path.dirname(process.execPath), process.env.PATH].filter(Boolean).join(path.delimiter) },
   });
   const output = String(result.all ?? '');
   if (output !== '') for (const line of output.replace(/\n$/, '').split('\n')) print(`  | ${line}`);

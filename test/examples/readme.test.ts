@@ -11,7 +11,7 @@ import { buildCommandEnv } from '../../common/command-env.js';
 import { EXIT_CODES } from '../../common/cli-actions.js';
 import { EXAMPLE_COMMANDS, PACKAGE_ROOT } from '../../examples/demo/demo-daemons.js';
 import { startLoopbackVm } from '../../examples/demo/loopback-vm.js';
-import { GUEST_CLI, HOST_CLI, runCli, startCli, waitForOutput } from '../helpers/spawn-cli.js';
+import { GUEST_CLI, HOST_CLI, LAUNCHERS, runCli, startCli, waitForOutput } from '../helpers/spawn-cli.js';
 
 const README = readFileSync(path.join(PACKAGE_ROOT, 'README.md'), 'utf8');
 const PROGRAMS = { 'negotiator-host': HOST_CLI, 'negotiator-guest': GUEST_CLI } as const;
@@ -171,20 +171,21 @@ t.test('the marked examples run as written against a loopback guest', async (t) 
   const guestDir = path.join(work, 'vm1');
   const hostCommands = path.join(work, 'host-commands');
   const localize = (script: string): string => script.split('/run/vm1').join(guestDir).split('/usr/lib/negotiator/commands').join(hostCommands);
-  // PATH: the CLIs with this test's control sockets and the host's command directories; sudo runs its
-  // arguments. NODE_OPTIONS is dropped so that tap's process tracker stays out of the daemons.
+  // PATH: the commands npm installs (the launchers) with this test's control sockets and the host's
+  // command directories, then this node (the launchers run the `node` on PATH); sudo runs its arguments.
+  // NODE_OPTIONS is dropped so that tap's process tracker stays out of the daemons.
   const bin = path.join(work, 'bin');
   mkdirSync(bin);
   const wrappers: Record<string, string> = {
-    'negotiator-host': `exec env -u NODE_OPTIONS '${process.execPath}' '${HOST_CLI}' --control-socket '${work}/host.sock' --commands-dir '${hostCommands}' --commands-dir '${EXAMPLE_COMMANDS.host}' "$@"`,
-    'negotiator-guest': `exec env -u NODE_OPTIONS '${process.execPath}' '${GUEST_CLI}' --control-socket '${work}/guest.sock' "$@"`,
+    'negotiator-host': `exec env -u NODE_OPTIONS '${LAUNCHERS.host}' --control-socket '${work}/host.sock' --commands-dir '${hostCommands}' --commands-dir '${EXAMPLE_COMMANDS.host}' "$@"`,
+    'negotiator-guest': `exec env -u NODE_OPTIONS '${LAUNCHERS.guest}' --control-socket '${work}/guest.sock' "$@"`,
     sudo: 'exec "$@"',
   };
   for (const [name, body] of Object.entries(wrappers)) {
     writeFileSync(path.join(bin, name), `#!/bin/sh\n${body}\n`);
     chmodSync(path.join(bin, name), 0o755);
   }
-  const env = { PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}` };
+  const env = { PATH: [bin, path.dirname(process.execPath), process.env.PATH ?? '/usr/bin:/bin'].join(':') };
   const runBlock = (name: string) => execa('sh', ['-ec', localize(marked(name))], { env, reject: false, stdin: 'ignore', timeout: 60_000, cwd: work });
 
   const vm = await startLoopbackVm(guestDir);

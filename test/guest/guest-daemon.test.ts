@@ -7,6 +7,7 @@ import path from 'node:path';
 import { executeRemote } from '../../common/execute-client.js';
 import { METHODS } from '../../common/protocol.js';
 import { startFakeHost } from '../helpers/fake-host.js';
+import { traceLoadedModules } from '../helpers/loaded-modules.js';
 import { FIXTURE_COMMANDS } from '../helpers/socket-agent.js';
 import { GUEST_CLI, runCli, startCli, waitForOutput } from '../helpers/spawn-cli.js';
 
@@ -69,6 +70,13 @@ t.test('errors: unknown command (127, lists what exists), --json, --list-command
   t.match(list.stdout, /^echo-args +Print each argument on its own line$/m);
   const listJson = await cli(['--list-commands', '--json']);
   t.ok((JSON.parse(listJson.stdout) as Array<{ name: string }>).some((c) => c.name === 'cat-stdin'));
+});
+
+t.test('the CLI through the daemon does not load the port modules (only a CLI without a daemon opens a port)', async (t) => {
+  const traced = await traceLoadedModules(GUEST_CLI, ['--control-socket', control, '--execute', 'echo-args traced']);
+  t.equal(traced.exitCode, 0, traced.stderr);
+  t.ok(traced.files.some((url) => url.endsWith('/dist/guest/run-guest.js')), 'the trace sees the CLI\'s modules');
+  t.same(traced.files.filter((url) => /\/dist\/guest\/(open-channel|port-channel|serial-tty|virtio-ports)\.js$/.test(url)), []);
 });
 
 t.test('20 concurrent guest CLIs are all answered', async (t) => {

@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 export const DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const GUEST_CLI = path.join(DIST, 'guest', 'cli.js');
 export const HOST_CLI = path.join(DIST, 'host', 'cli.js');
+/** The commands npm installs: sh launchers that start the CLIs above with the `node` on PATH (tests run the CLIs directly). */
+export const LAUNCHERS = { host: path.join(DIST, '..', 'bin', 'negotiator-host'), guest: path.join(DIST, '..', 'bin', 'negotiator-guest') } as const;
 
 export interface CliRun {
   exitCode: number | undefined;

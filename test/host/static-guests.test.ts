@@ -133,6 +133,24 @@ t.test('close() is idempotent and reports nothing afterwards', async (t) => {
   t.same(events, []);
 });
 
+t.test('closed before watching started (chokidar loads on first use): ready settles, nothing is reported', async (t) => {
+  const dir = shortTempDir(t);
+  const { watcher, events } = watchGuests(t, [parseGuestSpec(`vm=${dir}`)]);
+  await watcher.close();
+  const timeout = new AbortController();
+  try {
+    await Promise.race([watcher.ready, sleep(5000, undefined, { signal: timeout.signal }).then(() => Promise.reject(new Error('ready did not settle within 5 s')))]);
+  } finally {
+    timeout.abort();
+  }
+  await sleep(100);
+  t.notOk(process.getActiveResourcesInfo().includes('FSEventWrap'), 'no directory is watched');
+  await listen(t, path.join(dir, H2G));
+  await listen(t, path.join(dir, G2H));
+  await sleep(200);
+  t.same(events, []);
+});
+
 t.test('no specs: nothing to watch, ready at once', async (t) => {
   const { watcher } = watchGuests(t, []);
   await watcher.ready;

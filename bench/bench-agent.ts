@@ -25,14 +25,14 @@ export function benchAgentInfo(side: Side, hostname: string = os.hostname()): Om
 }
 
 // Serve a connection (paused, after its preamble) as a guest agent offering the registry's commands;
-// `hostname` names a simulated guest (bench/fleet-guests.ts).
-export function serveAgent(socket: Socket, registry: CommandRegistry, hostname?: string): AgentSession {
+// `hostname` names a simulated guest (bench/fleet-guests.ts); `prespawn` is the command service's (default 2).
+export function serveAgent(socket: Socket, registry: CommandRegistry, hostname?: string, prespawn?: number): AgentSession {
   const session = startAgentSession({
     channel: createStreamChannel(socket, 'bench-client'),
     label: 'bench-client',
     localInfo: benchAgentInfo('guest', hostname),
     logger: silentLogger,
-    serve: { side: 'guest', commands: registry },
+    serve: { side: 'guest', commands: registry, ...(prespawn !== undefined ? { prespawn } : {}) },
   });
   socket.resume();
   return session;

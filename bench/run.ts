@@ -67,7 +67,7 @@ async function main(argv: string[]): Promise<number> {
   let streams: StreamRow[] = [];
   const serverRssMiB = { start: Number.NaN, end: Number.NaN };
   try {
-    const server = await startServerProcess(workspace, options.serverNodeArgs);
+    const server = await startServerProcess(workspace, options.serverNodeArgs, options.prespawn);
     const agent = await openAgentClient(workspace.socketPath);
     const probe = await openCpuProbe(workspace.socketPath);
     try {

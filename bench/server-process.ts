@@ -67,9 +67,9 @@ export async function startBenchProcess(script: string, args: readonly string[],
 }
 
 // Spawn `node dist/bench/bench-server.js` on the workspace; resolves once it listens. `nodeArgs` go to
-// node itself (for instance `--cpu-prof`).
-export async function startServerProcess(workspace: Workspace, nodeArgs: readonly string[] = []): Promise<ServerProcess> {
-  return startBenchProcess('bench-server.js', ['--socket', workspace.socketPath, '--commands', workspace.commandsDir], { nodeArgs });
+// node itself (for instance `--cpu-prof`); `prespawn` to the agent's command service.
+export async function startServerProcess(workspace: Workspace, nodeArgs: readonly string[] = [], prespawn = 2): Promise<ServerProcess> {
+  return startBenchProcess('bench-server.js', ['--socket', workspace.socketPath, '--commands', workspace.commandsDir, '--prespawn', String(prespawn)], { nodeArgs });
 }
 
 /** Lines of a child's stdout, taken in order; `next` rejects when the child exits first or after `timeoutMs` (0: no limit). */

@@ -78,6 +78,7 @@ export interface ServingOptions {
   maxCommandTimeMs: number;
   maxOutputBytes: number;
   killGraceMs: number;
+  prespawn: number;
   rlimits: string[];
   runAs?: string;
   maxLineBytes: number;
@@ -96,6 +97,7 @@ export function addServingOptions(program: Command, channelNoun: string, peerNou
     .addOption(new Option('--max-command-time <seconds>', `daemon: longest any command may run, whatever ${peerNoun} asks (0 = no cap)`).default(3_600_000, '3600').argParser(parseTimeoutSeconds))
     .addOption(new Option('--max-output <size>', 'daemon: stdout (and stderr) bytes sent per command; the rest is dropped and reported (0 = no cap)').default(1024 ** 3, '1G').argParser(parseBytes))
     .addOption(new Option('--kill-grace <seconds>', "daemon: between SIGTERM and SIGKILL of a command's process group").default(5000, '5').argParser(parseTimeoutSeconds))
+    .addOption(new Option('--prespawn <n>', 'daemon: /bin/sh launchers kept ready so that a command starts without a fork of the daemon (0 = fork for every command)').default(2).argParser(parseCount(true)))
     .addOption(
       new Option('--rlimit <name=value>', 'daemon: a resource limit for every command (repeatable; nofile, nproc, as, cpu, fsize, core; e.g. nofile=1024 as=2G), applied with prlimit')
         .default([] as string[], 'none')
@@ -118,6 +120,7 @@ export function servingOptionsOf(parsed: Record<string, unknown>): ServingOption
     maxCommandTimeMs: parsed.maxCommandTime as number,
     maxOutputBytes: parsed.maxOutput as number,
     killGraceMs: parsed.killGrace as number,
+    prespawn: parsed.prespawn as number,
     rlimits: parsed.rlimit as string[],
     ...(parsed.runAs !== undefined ? { runAs: parsed.runAs as string } : {}),
     maxLineBytes: parsed.maxLineBytes as number,

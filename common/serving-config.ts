@@ -20,6 +20,7 @@ export async function resolveServingConfig(options: ServingOptions): Promise<Ser
       maxTimeoutMs: options.maxCommandTimeMs,
       maxOutputBytes: options.maxOutputBytes,
       killGraceMs: options.killGraceMs,
+      prespawn: options.prespawn,
       ...(await resolveCommandIdentity(options.rlimits, options.runAs)),
     },
   };

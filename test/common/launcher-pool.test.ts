@@ -3,14 +3,14 @@
 // cannot carry goes the direct way; waiting launchers neither keep a process alive nor outlive it.
 import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCommand, type RunCommandOptions } from '../../common/command-runner.js';
 import { ERROR_CODES } from '../../common/protocol.js';
-import { LAUNCHER_NAME, LauncherPool } from '../../common/launcher-pool.js';
-import { isAlive, waitUntil } from '../helpers/processes.js';
+import { LauncherPool } from '../../common/launcher-pool.js';
+import { isAlive, launchersOf, waitUntil } from '../helpers/processes.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'negotiator-launcher-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -155,21 +155,6 @@ t.test('what a launcher cannot carry is spawned directly, with the direct way\'s
 });
 
 
-// Pids of the launchers whose parent is `parent`.
-function launchersOf(parent: number): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
-      if (ppid === parent && cmdline.includes(LAUNCHER_NAME)) pids.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
 
 const POOL_MODULE = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'common', 'launcher-pool.js');
 

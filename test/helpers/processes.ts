@@ -1,5 +1,7 @@
 // Waiting on processes and conditions in tests, with a deadline so that a failure names what it waited for.
+import { readFileSync, readdirSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
+import { LAUNCHER_NAME } from '../../common/launcher-pool.js';
 
 /** Whether a process with this pid exists (signal 0). */
 export function isAlive(pid: number): boolean {
@@ -18,4 +20,20 @@ export async function waitUntil(what: string, check: () => boolean, timeoutMs = 
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await delay(10);
   }
+}
+
+/** Pids of the pre-forked command launchers (common/launcher-pool.ts) whose parent is `parent`. */
+export function launchersOf(parent: number): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      if (ppid === parent && cmdline.includes(LAUNCHER_NAME)) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
 }

@@ -164,6 +164,27 @@ t.test('an AbortSignal cancels the request on both sides', async (t) => {
   t.pass('the remote handler saw the cancel');
 });
 
+t.test('a handler that looks at its signal only after the cancel still sees it aborted, with the reason', async (t) => {
+  const { host, guest } = await readyPair(t);
+  let context!: { signal: AbortSignal };
+  let resolveStarted!: () => void;
+  const started = new Promise<void>((resolve) => (resolveStarted = resolve));
+  guest.handle('late-look', (_p, ctx) => {
+    context = ctx;
+    resolveStarted();
+    return new Promise(() => {});
+  });
+  const controller = new AbortController();
+  const request = host.request('late-look', {}, { signal: controller.signal });
+  await started;
+  controller.abort();
+  await t.rejects(request, { name: 'CanceledError' });
+  await delay(50);
+  t.equal(context.signal.aborted, true, 'created after the cancel arrived, already aborted');
+  t.type(context.signal.reason, CanceledError);
+  t.equal(context.signal, context.signal, 'one signal per request');
+});
+
 t.test('closing the channel rejects every pending request at once and aborts handlers', async (t) => {
   const { host, guest } = await readyPair(t);
   const aborted: AbortSignal[] = [];

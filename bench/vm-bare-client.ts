@@ -28,7 +28,12 @@ export async function openBareVmClient(socketPath: string, timeoutMs = 30_000): 
   let rawLeft = 0;
   let waiter: { resolve: (line: Buffer) => void; reject: (error: Error) => void } | undefined;
   let failure: Error | undefined;
+  // The guest may open its port after we connected: we say hello every 500 ms until it answers with our
+  // token, so answers to the earlier hellos can still arrive after the first one: they are dropped.
+  const token = randomBytes(8).toString('hex');
+  let synchronised = false;
   const deliver = (line: Buffer): void => {
+    if (synchronised && line.includes(token)) return;
     const current = waiter;
     waiter = undefined;
     current?.resolve(line);
@@ -67,14 +72,15 @@ export async function openBareVmClient(socketPath: string, timeoutMs = 30_000): 
     return new Promise((resolve, reject) => (waiter = { resolve, reject }));
   };
 
-  // The guest may open its port after we connected: say hello until it answers with our token.
-  const token = randomBytes(8).toString('hex');
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const reply = next();
     socket.write(JSON.stringify({ hello: token }) + '\n');
     const line = await Promise.race([reply, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 500))]);
-    if (line && line.toString('utf8').includes(token)) break;
+    if (line && line.toString('utf8').includes(token)) {
+      synchronised = true;
+      break;
+    }
     if (!line) waiter = undefined;
     if (Date.now() > deadline) {
       socket.destroy();

@@ -33,7 +33,7 @@ export interface RunCommandOptions {
   wrapper?: readonly string[];
   uid?: number;
   gid?: number;
-  /** Pre-forked launchers to start it with, when one is ready (common/launcher-pool.ts); else spawned here. */
+  /** Pre-forked launchers (working directory `/`) to start it with when one is ready and `cwd` is not given (common/launcher-pool.ts); else spawned here. */
   launchers?: LauncherPool;
 }
 
@@ -59,7 +59,9 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   const started = performance.now();
   const [file, ...prefixArgs] = options.wrapper && options.wrapper.length > 0 ? [...options.wrapper, options.file] : [options.file];
   const argv = [file!, ...prefixArgs, ...options.args];
-  const subprocess = options.launchers?.launch(argv, options.env, options.stdin) ?? spawn(argv[0]!, argv.slice(1), {
+  // The launchers run commands from `/` (sharedLauncherPool in command-service.ts); any other cwd is spawned here.
+  const launchers = options.cwd === undefined ? options.launchers : undefined;
+  const subprocess = launchers?.launch(argv, options.env, options.stdin) ?? spawn(argv[0]!, argv.slice(1), {
     env: options.env,
     shell: false,
     cwd: options.cwd ?? '/',

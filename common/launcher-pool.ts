@@ -2,10 +2,11 @@
 // command. Starting a command then costs a pipe write and an exec instead of a fork of the daemon.
 //
 // Why: libuv spawns by fork() + exec(), and fork() copies the page tables of the whole daemon, on the
-// event loop (nodejs/node#14917). On the benchmark machine, starting /bin/true that way (calls 30 ms apart) takes 3.1 ms
-// median from a 58 MiB process and 9.6 ms from a 137 MiB one (the size of a host daemon holding 500
-// guests), against 2.2 ms through a launcher (`npm run bench:spawn`, docs/benchmarks.md). A launcher
-// is forked while the daemon is idle, and costs nothing while it waits (it sleeps in read(2)).
+// event loop (nodejs/node#14917). On the benchmark machine, starting /bin/true that way (calls 30 ms
+// apart) takes 3.1 ms median from a 58 MiB process and 9.6 ms from a 137 MiB one (the size of a host
+// daemon holding 500 guests), against 2.2 ms through a launcher (`npm run bench:spawn`,
+// docs/benchmarks.md). A launcher is forked while the daemon is idle, and costs nothing while it waits
+// (it sleeps in read(2)).
 //
 // The shell interprets nothing of the request. The request arrives on fd 3 as lines that `IFS= read -r`
 // copies verbatim into variables; each environment entry goes through `export "$kv"` (names are checked

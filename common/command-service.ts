@@ -1,5 +1,6 @@
 // Serves `commands.list` and `execute` on a peer: resolves the command in the command directories,
 // runs it under the limits, streams its output with flow control and answers with its outcome.
+import { bulkDataOf, encodeBulkLine } from './bulk-line.js';
 import { buildCommandEnv } from './command-env.js';
 import { runCommand, type RunningCommand } from './command-runner.js';
 import { CanceledError, ConfigError, RpcError, errorMessage } from './errors.js';
@@ -310,23 +311,9 @@ export function registerCommandService(peer: RpcPeer, options: CommandServiceOpt
         // A closed window (request over) still drains the pipe so the command is not blocked.
         if (!(await execution.output.reserve(piece.length))) break;
         counters[name] += piece.length;
-        await execution.context.sendLine(encodeOutputLine(execution.context.id, name, piece));
+        await execution.context.sendLine(encodeBulkLine(METHODS.executeOutput, execution.context.id, name, piece));
       }
     }
-  }
-
-  // The `execute.output` line built straight into one buffer: base64 needs no JSON escaping, so this is
-  // byte for byte what JSON.stringify would produce, without scanning and re-encoding ~350 KB per chunk.
-  function encodeOutputLine(id: RequestId, stream: OutputStream, data: Buffer): Buffer {
-    const head = `{"jsonrpc":"2.0","method":"${METHODS.executeOutput}","params":{"id":${JSON.stringify(id)},"stream":"${stream}","data":"`;
-    const tail = '"}}\n';
-    const headBytes = Buffer.byteLength(head);
-    const dataBytes = 4 * Math.ceil(data.length / 3);
-    const line = Buffer.allocUnsafe(headBytes + dataBytes + tail.length);
-    line.write(head, 0, 'utf8');
-    line.write(data.toString('base64'), headBytes, 'latin1');
-    line.write(tail, headBytes + dataBytes, 'latin1');
-    return line;
   }
 
   function writeInput(execution: Execution, chunk: Buffer): void {
@@ -351,8 +338,8 @@ export function registerCommandService(peer: RpcPeer, options: CommandServiceOpt
       log.warn(`${peer.options.label}: \`execute.input\` for request ${String(execution.context.id)} that takes no (more) stdin; ignored`);
       return;
     }
-    if (typeof params.data === 'string') {
-      const chunk = Buffer.from(params.data, 'base64');
+    const chunk = bulkDataOf(params);
+    if (chunk) {
       const child = execution.child;
       const buffered = child?.stdin ? child.stdin.writableLength : execution.earlyInputBytes;
       if (buffered + chunk.length > execution.params.window * 2) {

@@ -1,6 +1,7 @@
 // The caller's side of `execute`: sends stdin with flow control, delivers stdout/stderr to sinks as
 // they arrive, acknowledges what the sinks consumed, and resolves with the command's outcome.
 import type { Readable, Writable } from 'node:stream';
+import { bulkDataOf, encodeBulkLine } from './bulk-line.js';
 import { ConfigError, RpcError } from './errors.js';
 import { FlowWindow } from './flow-window.js';
 import {
@@ -59,9 +60,11 @@ function executionsOf(peer: RpcPeer): Map<number, ClientExecution> {
     executions = map;
     registries.set(peer, map);
     peer.onNotification(METHODS.executeOutput, (params) => {
-      if (!isRecord(params) || typeof params.id !== 'number' || typeof params.data !== 'string') return;
+      if (!isRecord(params) || typeof params.id !== 'number') return;
+      const data = bulkDataOf(params);
+      if (!data) return;
       const stream = params.stream === 'stderr' ? 'stderr' : 'stdout';
-      map.get(params.id)?.deliver(stream, Buffer.from(params.data, 'base64'));
+      map.get(params.id)?.deliver(stream, data);
     });
     peer.onNotification(METHODS.executeInputAck, (params) => {
       if (!isRecord(params) || typeof params.id !== 'number' || typeof params.bytes !== 'number') return;
@@ -155,7 +158,7 @@ async function pumpInput(peer: RpcPeer, id: number, source: InputSource, window:
     for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
       const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
       if (signal.aborted || !(await window.reserve(piece.length))) return;
-      await peer.notify(METHODS.executeInput, { id, data: piece.toString('base64') });
+      await peer.notifyLine(encodeBulkLine(METHODS.executeInput, id, undefined, piece));
     }
   }
   if (!signal.aborted) await peer.notify(METHODS.executeInput, { id, eof: true });

@@ -1,6 +1,7 @@
 // Serves `execute` and `commands.list` on a downstream peer (a CLI on a daemon's control socket) by
 // forwarding them to an upstream peer (the other side's agent), so any number of CLIs share one channel.
 // Output and stdin keep their flow control end to end: each hop holds at most one window per request.
+import { bulkDataOf, encodeBulkLine } from './bulk-line.js';
 import { errorMessage } from './errors.js';
 import { executeRemote } from './execute-client.js';
 import { validateExecuteParams } from './execute-params.js';
@@ -41,7 +42,7 @@ export function registerExecuteRelay(downstream: RpcPeer, options: ExecuteRelayO
     active.set(context.id, relayed);
     const sink = (stream: OutputStream) => async (chunk: Buffer) => {
       if (!(await relayed.output.reserve(chunk.length))) return;
-      await context.notify(METHODS.executeOutput, { id: context.id, stream, data: chunk.toString('base64') });
+      await context.sendLine(encodeBulkLine(METHODS.executeOutput, context.id, stream, chunk));
     };
     try {
       const upstream = await options.resolveUpstream(raw);
@@ -78,7 +79,8 @@ export function registerExecuteRelay(downstream: RpcPeer, options: ExecuteRelayO
   downstream.onNotification(METHODS.executeInput, (params) => {
     const relayed = find(params);
     if (!relayed || !isRecord(params)) return;
-    if (typeof params.data === 'string') relayed.input.push(Buffer.from(params.data, 'base64'));
+    const data = bulkDataOf(params);
+    if (data) relayed.input.push(data);
     if (params.eof === true) relayed.input.end();
   });
 

@@ -1,6 +1,7 @@
 // NDJSON framing on the receiving side: splits a byte stream into lines, bounded in memory.
 // ndjson (split2) was measured unfit here (test/common/ndjson-limits.test.ts): it lets a line that arrives
 // in one chunk exceed `maxLength`, and reports a bad line by erroring the stream, which unpipes the source.
+import { isAscii } from 'node:buffer';
 
 /** What went wrong with one line; the reader goes on with the next line. */
 export interface LineProblem {
@@ -103,7 +104,8 @@ export class LineReader {
     this.#reset();
     let text: string;
     try {
-      text = this.#decoder.decode(line);
+      // ASCII (every line our senders write) needs no UTF-8 validation: latin1 is a straight copy.
+      text = isAscii(line) ? line.toString('latin1') : this.#decoder.decode(line);
     } catch {
       this.#options.onProblem({ kind: 'invalid-utf8', bytes: line.length, preview: previewOf(line) });
       return;

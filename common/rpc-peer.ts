@@ -1,6 +1,7 @@
 // A symmetric JSON-RPC 2.0 peer over a ByteChannel: handshake, requests both ways matched by id,
 // notifications, cancellation, deadlines, and bounded handling of whatever a bad peer sends.
 import { EventEmitter } from 'node:events';
+import { parseBulkLine } from './bulk-line.js';
 import type { ByteChannel } from './byte-channel.js';
 import {
   CanceledError,
@@ -325,6 +326,11 @@ export class RpcPeer extends EventEmitter {
     return this.#send({ jsonrpc: '2.0', method, params });
   }
 
+  /** Send a notification already serialised as one line ending in `\n` (the bulk path: common/bulk-line.ts). */
+  notifyLine(line: Buffer): Promise<void> {
+    return this.#sendLine(line);
+  }
+
   /** Close the channel; pending requests are rejected, running handlers aborted. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
@@ -431,6 +437,11 @@ export class RpcPeer extends EventEmitter {
   }
 
   #onLine(line: string): void {
+    const bulk = parseBulkLine(line);
+    if (bulk) {
+      this.#onNotification(bulk.method, bulk.params);
+      return;
+    }
     let message: unknown;
     try {
       message = JSON.parse(line);

@@ -29,11 +29,18 @@ export function launchersOf(parent: number): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      const ppid = statOf(Number(entry)).ppid;
       if (ppid === parent && cmdline.includes(LAUNCHER_NAME)) pids.push(Number(entry));
     } catch {
       // gone meanwhile
     }
   }
   return pids;
+}
+
+/** Parent and process group of a running process, from /proc/PID/stat (throws when it is gone). */
+export function statOf(pid: number): { ppid: number; pgrp: number } {
+  // The fields after "(comm)": state, ppid, pgrp, ...
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)!.split(' ');
+  return { ppid: Number(fields[1]), pgrp: Number(fields[2]) };
 }

@@ -1,12 +1,13 @@
 // The built negotiator-host and negotiator-guest as real processes over loopback "VMs" (QEMU-like
 // chardev sockets): both directions, several guests, restarts on either side, a misbehaving guest.
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { CHANNEL_NAMES } from '../../common/protocol.js';
 import { startLoopbackVm, type LoopbackVm } from '../helpers/loopback-vm.js';
+import { statOf } from '../helpers/processes.js';
 import { FIXTURE_COMMANDS } from '../helpers/socket-agent.js';
 import { GUEST_CLI, HOST_CLI, outputMark, runCli, startCli, waitForOutput } from '../helpers/spawn-cli.js';
 
@@ -120,6 +121,16 @@ t.test('guest daemon killed mid-execute: the host caller gets a clear error with
   const { existsSync } = await import('node:fs');
   for (let i = 0; i < 200 && !existsSync(path.join(root, 'mid.pid')); i++) await new Promise((resolve) => setTimeout(resolve, 25));
   guests.vm1.kill('SIGKILL');
+  // A SIGKILLed daemon cannot end its commands (under systemd its control group does): end this one's
+  // process group here, rather than leave it sleeping for 1000 s.
+  t.teardown(() => {
+    try {
+      const sleeper = Number(readFileSync(path.join(root, 'mid.pid'), 'utf8'));
+      process.kill(-statOf(sleeper).pgrp, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  });
   const result = await call;
   t.equal(result.exitCode, 255, `stderr: ${result.stderr}`);
   t.match(result.stderr, /^negotiator-host: error: request `execute` to guest vm1 \(host-to-guest\) timed out after 7000 ms: the peer did not answer in time/);

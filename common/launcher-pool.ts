@@ -88,9 +88,11 @@ export class LauncherPool {
    * with stdout and stderr piped, and stdin piped (`stdin`) or /dev/null. Undefined: spawn it directly.
    */
   launch(argv: readonly string[], env: Readonly<Record<string, string>>, stdin: boolean): ChildProcess | undefined {
-    const request = this.#disabled ? undefined : encodeRequest(argv, env, stdin);
-    const launcher = request === undefined ? undefined : this.#takeReady();
+    const launcher = this.#disabled ? undefined : this.#takeReady();
+    const request = launcher ? encodeRequest(argv, env, stdin) : undefined;
     if (!launcher || request === undefined) {
+      // A request it cannot carry leaves the launcher ready for the next one.
+      if (launcher) this.#ready.unshift(launcher);
       this.#direct += 1;
       this.#scheduleFill();
       return undefined;

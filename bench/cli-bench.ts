@@ -16,7 +16,7 @@ import type { ExecuteResult } from '../common/protocol.js';
 import { startGuestFleet } from './guest-fleet.js';
 import { HOST_CLI, connectControl, startHostDaemon, waitForConnectedGuests } from './host-daemon.js';
 import { LoadSampler, loadavg1 } from './proc-stats.js';
-import { describeMachine, fixed, formatTable, formatVerdicts, writeJson, type TargetVerdict } from './report.js';
+import { describeMachine, fixed, formatTable, formatVerdicts, runBenchmark, writeResults, type TargetVerdict } from './report.js';
 import { sampleLatencies } from './sampling.js';
 import { HOST_CLI_IMPORTS, PHASES, bundleHostCli, measureImportCosts, runWithPhases, summarizePhases, type Phase, type PhaseSample } from './startup-profile.js';
 import { medianOf, summarizeLatencies, type LatencySummary } from './stats.js';
@@ -305,15 +305,8 @@ async function main(argv: string[]): Promise<number> {
     }));
   console.log(formatVerdicts(verdicts) + '\n');
   const loadavgEnd = loadavg1();
-  writeJson(options.json, { machine: { ...machine, loadavgEnd }, nodeExtraCaCerts: certsFile ?? null, options, results, inProcess: inProcessRows, phases: phaseColumns, importCosts, verdicts });
-  console.log(`1-min load at the end: ${loadavgEnd}; results written to ${path.relative(process.cwd(), options.json)}`);
+  writeResults(options.json, loadavgEnd, { machine: { ...machine, loadavgEnd }, nodeExtraCaCerts: certsFile ?? null, options, results, inProcess: inProcessRows, phases: phaseColumns, importCosts, verdicts });
   return 0;
 }
 
-main(process.argv).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(`benchmark failed: ${error instanceof Error ? error.stack : String(error)}`);
-    process.exit(1);
-  },
-);
+runBenchmark(main);

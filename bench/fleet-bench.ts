@@ -15,7 +15,7 @@ import type { RpcPeer } from '../common/rpc-peer.js';
 import { startGuestFleet, type GuestFleet } from './guest-fleet.js';
 import { connectControl, startHostDaemon, waitForConnectedGuests, type DaemonMemoryUsage, type HostDaemonProcess } from './host-daemon.js';
 import { LoadSampler, loadavg1, readContextSwitches, readProcessCpuMs, readProcessMemory, type ProcessMemory } from './proc-stats.js';
-import { describeMachine, fixed, formatTable, formatVerdicts, writeJson, type TargetVerdict } from './report.js';
+import { describeMachine, fixed, formatTable, formatVerdicts, runBenchmark, writeResults, type TargetVerdict } from './report.js';
 import { medianOf, summarizeLatencies, type LatencySummary } from './stats.js';
 import { createWorkspace } from './workspace.js';
 
@@ -359,15 +359,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (verdicts.length > 0) console.log(formatVerdicts(verdicts) + '\n');
   const loadavgEnd = loadavg1();
-  writeJson(options.json, { machine: { ...machine, loadavgEnd }, options, timings, memory, idle, newGuests: newGuestResults, bursts, verdicts });
-  console.log(`1-min load at the end: ${loadavgEnd}; results written to ${path.relative(process.cwd(), options.json)}`);
+  writeResults(options.json, loadavgEnd, { machine: { ...machine, loadavgEnd }, options, timings, memory, idle, newGuests: newGuestResults, bursts, verdicts });
   return 0;
 }
 
-main(process.argv).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(`benchmark failed: ${error instanceof Error ? error.stack : String(error)}`);
-    process.exit(1);
-  },
-);
+runBenchmark(main);

@@ -66,3 +66,21 @@ export function writeJson(file: string, data: unknown): void {
   mkdirSync(path.dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify(data, null, 2) + '\n');
 }
+
+/** Write a benchmark's results file and say where, with the load at the end. */
+export function writeResults(file: string, loadavgEnd: number, data: unknown): void {
+  writeJson(file, data);
+  console.log(`1-min load at the end: ${loadavgEnd}; results written to ${path.relative(process.cwd(), file)}`);
+}
+
+/** Run a benchmark program: exit with the code `main` resolves to; on a failure print it, run `cleanup`, exit 1. */
+export function runBenchmark(main: (argv: string[]) => Promise<number>, cleanup?: () => Promise<unknown>): void {
+  main(process.argv).then(
+    (code) => process.exit(code),
+    async (error: unknown) => {
+      console.error(`benchmark failed: ${error instanceof Error ? error.stack : String(error)}`);
+      await cleanup?.();
+      process.exit(1);
+    },
+  );
+}

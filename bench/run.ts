@@ -2,11 +2,10 @@
 // its bare baseline on the same socket in the same run, then qemu-ga beside it when installed.
 // The server (agent and baselines) is a separate node process; this process is the client.
 import os from 'node:os';
-import path from 'node:path';
 import { openAgentClient } from './agent-client.js';
 import { openCpuProbe } from './baseline-client.js';
 import { openQemuGa, type QgaContenders } from './qemu-ga.js';
-import { describeMachine, fixed, formatTable, formatVerdicts, round2, writeJson, type TargetVerdict } from './report.js';
+import { describeMachine, fixed, formatTable, formatVerdicts, round2, runBenchmark, writeResults, type TargetVerdict } from './report.js';
 import { parseRunOptions } from './run-options.js';
 import { LATENCY_ROWS, STREAM_CONTENDERS, measureExecute, measurePing, measureStreams, type StreamContender, type StreamRow } from './scenarios.js';
 import { startServerProcess } from './server-process.js';
@@ -96,7 +95,7 @@ async function main(argv: string[]): Promise<number> {
   if (verdicts.length > 0) console.log(formatVerdicts(verdicts) + '\n');
 
   const loadavgEnd = round2(os.loadavg()[0] ?? 0);
-  writeJson(options.json, {
+  writeResults(options.json, loadavgEnd, {
     machine: { ...machine, loadavgEnd },
     setup: {
       transport: 'one listening UNIX socket; one connection per contender; server in a separate node process',
@@ -113,14 +112,7 @@ async function main(argv: string[]): Promise<number> {
       : qga,
     verdicts,
   });
-  console.log(`1-min load at the end: ${loadavgEnd}; results written to ${path.relative(process.cwd(), options.json)}`);
   return 0;
 }
 
-main(process.argv).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(`benchmark failed: ${error instanceof Error ? error.stack : String(error)}`);
-    process.exit(1);
-  },
-);
+runBenchmark(main);

@@ -15,7 +15,7 @@ import { connectChannel } from '../common/stream-channel.js';
 import { benchAgentInfo } from './bench-agent.js';
 import { LoadSampler, loadavg1 } from './proc-stats.js';
 import { formatProfileTop, readCpuProfile } from './profile-top.js';
-import { describeMachine, fixed, formatTable, writeJson } from './report.js';
+import { describeMachine, fixed, formatTable, runBenchmark, writeResults } from './report.js';
 import { sampleLatencies, sampleTransfers } from './sampling.js';
 import { MIB, summarizeLatencies, summarizeTransfers, type LatencySummary, type ThroughputSummary } from './stats.js';
 import { openBareVmClient } from './vm-bare-client.js';
@@ -266,16 +266,8 @@ async function main(argv: string[]): Promise<number> {
   console.log(formatLatency(bare, daemon) + '\n');
   console.log(formatTransfers(bare, daemon) + '\n');
   const loadavgEnd = loadavg1();
-  writeJson(options.json, { machine: { ...machine, loadavgEnd }, options, bare, daemon });
-  console.log(`1-min load at the end: ${loadavgEnd}; results written to ${path.relative(process.cwd(), options.json)}`);
+  writeResults(options.json, loadavgEnd, { machine: { ...machine, loadavgEnd }, options, bare, daemon });
   return 0;
 }
 
-main(process.argv).then(
-  (code) => process.exit(code),
-  async (error: unknown) => {
-    console.error(`benchmark failed: ${error instanceof Error ? error.stack : String(error)}`);
-    await current?.kill();
-    process.exit(1);
-  },
-);
+runBenchmark(main, async () => current?.kill());

@@ -1,8 +1,8 @@
 // The negotiator side of each scenario, all over one agent connection: ping, execute /bin/true, and
 // execute `head -c N /dev/zero` with its stdout streamed back (flow control and all).
-import { executeRemote } from '../common/execute-client.js';
-import { METHODS } from '../common/protocol.js';
-import type { RpcPeer } from '../common/rpc-peer.js';
+import { executeRemote } from '../common/execute/client.js';
+import { METHODS } from '../common/wire/protocol.js';
+import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { connectAgent } from './bench-agent.js';
 import type { Connection, Fetcher, RoundTripper } from './baseline-client.js';
 import { MODES, connectInMode } from './socket-modes.js';

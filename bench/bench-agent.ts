@@ -2,12 +2,12 @@
 // agent session (RpcPeer + command service over a command registry), the calling side a bare RpcPeer.
 import type { Socket } from 'node:net';
 import os from 'node:os';
-import type { CommandRegistry } from '../common/command-registry.js';
-import { startAgentSession, type AgentSession } from '../common/agent-session.js';
-import { silentLogger } from '../common/logger.js';
-import { CAPABILITIES, PROTOCOL_VERSION, type AgentInfo, type Side } from '../common/protocol.js';
-import { RpcPeer } from '../common/rpc-peer.js';
-import { createStreamChannel } from '../common/stream-channel.js';
+import type { CommandRegistry } from '../common/commands/registry.js';
+import { startAgentSession, type AgentSession } from '../common/daemon/agent-session.js';
+import { silentLogger } from '../common/base/logger.js';
+import { CAPABILITIES, PROTOCOL_VERSION, type AgentInfo, type Side } from '../common/wire/protocol.js';
+import { RpcPeer } from '../common/wire/rpc-peer.js';
+import { createStreamChannel } from '../common/wire/stream-channel.js';
 
 const HANDSHAKE_TIMEOUT_MS = 5000;
 

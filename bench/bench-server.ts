@@ -4,8 +4,8 @@
 // Usage: node dist/bench/bench-server.js --socket PATH --commands DIR [--prespawn N]
 import { Command } from 'commander';
 import net from 'node:net';
-import { parseCount } from '../common/cli-options.js';
-import { createCommandRegistry } from '../common/command-registry.js';
+import { parseCount } from '../common/cli/options.js';
+import { createCommandRegistry } from '../common/commands/registry.js';
 import { serveAgent } from './bench-agent.js';
 import { serveBaseline } from './baseline-server.js';
 import { MODES, acceptMode } from './socket-modes.js';

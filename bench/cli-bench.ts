@@ -6,13 +6,13 @@
 // (no launcher), each with NODE_EXTRA_CA_CERTS as set and unset.
 // The guest is simulated (bench/fleet-guests.ts, its own process) and offers `true -> /bin/true`.
 // Then where the start-up time goes: node's phases, the CLI's module groups; and the shipped bundle (npm run bundle).
-import { parseCount } from '../common/cli-options.js';
+import { parseCount } from '../common/cli/options.js';
 import { Command, Option } from 'commander';
 import { mkdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { executeRemote } from '../common/execute-client.js';
-import type { ExecuteResult } from '../common/protocol.js';
+import { executeRemote } from '../common/execute/client.js';
+import type { ExecuteResult } from '../common/wire/protocol.js';
 import { startGuestFleet } from './guest-fleet.js';
 import { HOST_CLI, connectControl, startHostDaemon, waitForConnectedGuests } from './host-daemon.js';
 import { LoadSampler, loadavg1 } from './proc-stats.js';

@@ -2,16 +2,16 @@
 // with hundreds of simulated guests connected (bench/fleet-guests.ts, in a few processes of their own):
 // its resident memory, its idle CPU, how soon a guest whose sockets appear can be used, and a burst of
 // concurrent executes through its control socket (executeRemote over one control-socket RpcPeer).
-import { parseCount } from '../common/cli-options.js';
+import { parseCount } from '../common/cli/options.js';
 import { Command, Option } from 'commander';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { errorMessage } from '../common/errors.js';
-import { executeRemote } from '../common/execute-client.js';
-import { METHODS } from '../common/protocol.js';
-import type { RpcPeer } from '../common/rpc-peer.js';
+import { errorMessage } from '../common/wire/errors.js';
+import { executeRemote } from '../common/execute/client.js';
+import { METHODS } from '../common/wire/protocol.js';
+import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { startGuestFleet, type GuestFleet } from './guest-fleet.js';
 import { connectControl, startHostDaemon, waitForConnectedGuests, type DaemonMemoryUsage, type HostDaemonProcess } from './host-daemon.js';
 import { LoadSampler, loadavg1, readContextSwitches, readProcessCpuMs, readProcessMemory, type ProcessMemory } from './proc-stats.js';

@@ -11,8 +11,8 @@ import { Command } from 'commander';
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { createCommandRegistry, type CommandRegistry } from '../common/command-registry.js';
-import { CHANNEL_NAMES } from '../common/protocol.js';
+import { createCommandRegistry, type CommandRegistry } from '../common/commands/registry.js';
+import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { serveAgent } from './bench-agent.js';
 
 interface FleetArgs {

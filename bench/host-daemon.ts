@@ -4,10 +4,10 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connectToDaemon } from '../common/cli-client.js';
+import { connectToDaemon } from '../common/cli/client.js';
 import type { GuestStatus } from '../host/guest-connections.js';
-import { METHODS } from '../common/protocol.js';
-import type { RpcPeer } from '../common/rpc-peer.js';
+import { METHODS } from '../common/wire/protocol.js';
+import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { benchAgentInfo } from './bench-agent.js';
 
 export const HOST_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'host', 'cli.js');

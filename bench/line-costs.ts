@@ -3,7 +3,7 @@
 // a warm-up; the figures feed the streaming section of docs/benchmarks.md.
 // Usage: node dist/bench/line-costs.js
 import { isAscii } from 'node:buffer';
-import { MAX_CHUNK_BYTES } from '../common/protocol.js';
+import { MAX_CHUNK_BYTES } from '../common/wire/protocol.js';
 import { formatTable } from './report.js';
 
 const RUNS = 400;

@@ -1,6 +1,6 @@
 // Command-line options of `npm run bench`, resolved once into a frozen object.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { parseCount } from '../common/cli-options.js';
+import { parseCount } from '../common/cli/options.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -58,7 +58,7 @@ export function parseRunOptions(argv: readonly string[]): Readonly<RunOptions> {
     .option('--no-qga', 'leave qemu-ga out even when it is installed')
     .option('--rpc-only', 'negotiator contenders only, no baselines (for profiling with --cpu-prof)', false)
     .addOption(new Option('--json <file>', 'where the machine-readable results go').default(DEFAULT_JSON))
-    .addOption(new Option('--prespawn <n>', 'launchers the agent keeps ready (common/launcher-pool.ts; 0 = spawn every command directly)').default(2).argParser(parseCount(true)))
+    .addOption(new Option('--prespawn <n>', 'launchers the agent keeps ready (common/commands/launcher-pool.ts; 0 = spawn every command directly)').default(2).argParser(parseCount(true)))
     .addOption(
       new Option('--server-node-args <args>', 'node options for the server process, space-separated (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")')
         .default([])

@@ -11,7 +11,7 @@ import { MIB, summarizeLatencies, summarizeTransfers, type LatencySummary, type 
 
 // Idle time before each call of the "apart" execute figures: commands that come now and then, as from
 // people and scripts, rather than back to back. Longer than the launcher pool's refill delay
-// (common/launcher-pool.ts), which is what these figures show.
+// (common/commands/launcher-pool.ts), which is what these figures show.
 const PAUSE_MS = 30;
 
 /** Row names of the latency table. */

@@ -1,14 +1,14 @@
 // `npm run bench:spawn`: what starting one command costs the daemon, spawned directly (libuv: fork() of
-// the whole node process, then exec) or through a pre-forked launcher (common/launcher-pool.ts), as the
+// the whole node process, then exec) or through a pre-forked launcher (common/commands/launcher-pool.ts), as the
 // daemon's resident memory grows (ballast stands in for a host daemon holding many guests). Calls come
 // back to back, or apart (a pause before each, longer than the pool's refill delay), interleaved in
 // blocks. Wall time per command (runCommand to its outcome) and this process's CPU per command, which
 // includes the pool's refill forks.
 import { Command, Option } from 'commander';
 import { setTimeout as delay } from 'node:timers/promises';
-import { parseCount } from '../common/cli-options.js';
-import { runCommand } from '../common/command-runner.js';
-import { LauncherPool } from '../common/launcher-pool.js';
+import { parseCount } from '../common/cli/options.js';
+import { runCommand } from '../common/commands/runner.js';
+import { LauncherPool } from '../common/commands/launcher-pool.js';
 import { describeMachine, fixed, formatTable } from './report.js';
 import { MIB, quantileOf } from './stats.js';
 

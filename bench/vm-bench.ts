@@ -2,16 +2,16 @@
 // bare node peer on the host-to-guest port (bench/vm-port-peer.ts: echo, raw copies both ways). Boot 2: the
 // negotiator guest daemon on the same port, driven by an RpcPeer on QEMU's socket (ping, execute true,
 // `wc -c` reading N MiB of stdin, `head -c N /dev/zero` writing N MiB). One boot per contender set.
-import { parseCount } from '../common/cli-options.js';
+import { parseCount } from '../common/cli/options.js';
 import { Command, Option } from 'commander';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { executeRemote } from '../common/execute-client.js';
-import { METHODS } from '../common/protocol.js';
-import { RpcPeer } from '../common/rpc-peer.js';
-import { connectChannel } from '../common/stream-channel.js';
+import { executeRemote } from '../common/execute/client.js';
+import { METHODS } from '../common/wire/protocol.js';
+import { RpcPeer } from '../common/wire/rpc-peer.js';
+import { connectChannel } from '../common/wire/stream-channel.js';
 import { benchAgentInfo } from './bench-agent.js';
 import { LoadSampler, loadavg1 } from './proc-stats.js';
 import { formatProfileTop, readCpuProfile } from './profile-top.js';

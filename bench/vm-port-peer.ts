@@ -7,7 +7,7 @@
 // Runs in the guest as `node dist/bench/vm-port-peer.js`; prints `vm-port-peer ready` on the console.
 import { openPortChannel } from '../guest/port-channel.js';
 import { waitForVirtioPort } from '../guest/virtio-ports.js';
-import { CHANNEL_NAMES } from '../common/protocol.js';
+import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { echoReplyLine } from './echo-line.js';
 
 /** Write size of the guest-to-host copy: the RPC layer's largest output chunk, as bench/baseline-server.ts. */

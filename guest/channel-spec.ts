@@ -1,6 +1,6 @@
 // Where the guest agent's channels are: a virtio-serial port found by name (the default), an explicit
 // character device, an isa-serial tty, or a UNIX/TCP socket (tests, demos, network-only guests).
-import { ConfigError } from '../common/errors.js';
+import { ConfigError } from '../common/wire/errors.js';
 
 export type GuestChannelSpec =
   | { kind: 'virtio'; name: string }

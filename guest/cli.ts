@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // negotiator-guest: argument parsing only; the work is in run-guest.ts.
 import { Command, Option } from 'commander';
-import { readPackageVersion } from '../common/agent-info.js';
-import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli-options.js';
-import { CHANNEL_NAMES } from '../common/protocol.js';
+import { readPackageVersion } from '../common/wire/agent-info.js';
+import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
+import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { DEFAULT_GUEST_CONTROL_SOCKET, PROGRAM, runGuestCli, runGuestDoctor } from './run-guest.js';
 
 const program = new Command(PROGRAM)

@@ -1,16 +1,16 @@
 // The guest daemon: holds the guest's channels to the host for its whole life, serves the host's
 // requests with the guest's command directories, and lets local CLIs call the host through its control
 // socket (multiplexed over the one guest-to-host channel, so concurrent CLIs never fight over the port).
-import { readLocalAgentInfo, readPackageVersion } from '../common/agent-info.js';
-import { startAgentSession, type AgentSession } from '../common/agent-session.js';
-import { keepChannel, type ChannelKeeper } from '../common/channel-keeper.js';
-import { createCommandRegistry, type CommandRegistry } from '../common/command-registry.js';
-import { describeExecuted, type CommandServiceOptions } from '../common/command-service.js';
-import { startControlServer, type ControlServer } from '../common/control-server.js';
-import { announceReady } from '../common/daemon-lifecycle.js';
-import { registerExecuteRelay } from '../common/execute-relay.js';
-import type { Logger } from '../common/logger.js';
-import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/protocol.js';
+import { readLocalAgentInfo, readPackageVersion } from '../common/wire/agent-info.js';
+import { startAgentSession, type AgentSession } from '../common/daemon/agent-session.js';
+import { keepChannel, type ChannelKeeper } from '../common/daemon/channel-keeper.js';
+import { createCommandRegistry, type CommandRegistry } from '../common/commands/registry.js';
+import { describeExecuted, type CommandServiceOptions } from '../common/execute/server.js';
+import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
+import { announceReady } from '../common/daemon/lifecycle.js';
+import { registerExecuteRelay } from '../common/execute/relay.js';
+import type { Logger } from '../common/base/logger.js';
+import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import { describeGuestChannel, type GuestChannelSpec } from './channel-spec.js';
 import { openGuestChannel } from './open-channel.js';
 

@@ -6,20 +6,20 @@
 import { constants as fsConstants, type Stats } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { describeAgent } from '../common/agent-session.js';
-import type { ByteChannel } from '../common/byte-channel.js';
-import { formatCliError, type CliIo } from '../common/cli-actions.js';
-import { printChecks, type CheckStatus, type DoctorCheck } from '../common/doctor-report.js';
-import { connectToDaemon, startClientPeer } from '../common/cli-client.js';
-import { errorMessage } from '../common/errors.js';
-import { silentLogger } from '../common/logger.js';
-import { METHODS, type AgentInfo, type ListCommandsResult } from '../common/protocol.js';
-import type { RpcPeer } from '../common/rpc-peer.js';
+import { describeAgent } from '../common/daemon/agent-session.js';
+import type { ByteChannel } from '../common/wire/byte-channel.js';
+import { formatCliError, type CliIo } from '../common/cli/actions.js';
+import { printChecks, type CheckStatus, type DoctorCheck } from '../common/cli/doctor-report.js';
+import { connectToDaemon, startClientPeer } from '../common/cli/client.js';
+import { errorMessage } from '../common/wire/errors.js';
+import { silentLogger } from '../common/base/logger.js';
+import { METHODS, type AgentInfo, type ListCommandsResult } from '../common/wire/protocol.js';
+import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { describeGuestChannel, type GuestChannelSpec } from './channel-spec.js';
 import { openGuestChannel } from './open-channel.js';
 import { findDeviceHolders, listVirtioPorts } from './virtio-ports.js';
 
-export { CHECK_STATUSES, exitCodeOfChecks, formatChecks, type CheckStatus, type DoctorCheck } from '../common/doctor-report.js';
+export { CHECK_STATUSES, exitCodeOfChecks, formatChecks, type CheckStatus, type DoctorCheck } from '../common/cli/doctor-report.js';
 
 export interface GuestDoctorOptions {
   /** The channels as the daemon is told them (`virtio:NAME` and device paths are checked here). */

@@ -1,8 +1,8 @@
 // Open a guest channel from its spec. virtio-serial ports and ttys are held open for the daemon's life
 // (guest/port-channel.ts); sockets are plain stream channels.
-import type { ByteChannel } from '../common/byte-channel.js';
-import type { Logger } from '../common/logger.js';
-import { connectChannel } from '../common/stream-channel.js';
+import type { ByteChannel } from '../common/wire/byte-channel.js';
+import type { Logger } from '../common/base/logger.js';
+import { connectChannel } from '../common/wire/stream-channel.js';
 import type { GuestChannelSpec } from './channel-spec.js';
 import { openPortChannel } from './port-channel.js';
 import { openSerialChannel } from './serial-tty.js';

@@ -15,9 +15,9 @@
 //   host is absent are dropped: the driver would refuse them, and QEMU gives a new host a clean stream.
 import { close as closeFd, constants as fsConstants, readFileSync, readSync, writeSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
-import type { ByteChannel } from '../common/byte-channel.js';
-import { ChannelClosedError, ConfigError, errorMessage } from '../common/errors.js';
-import { silentLogger, type Logger } from '../common/logger.js';
+import type { ByteChannel } from '../common/wire/byte-channel.js';
+import { ChannelClosedError, ConfigError, errorMessage } from '../common/wire/errors.js';
+import { silentLogger, type Logger } from '../common/base/logger.js';
 import { openPortDevice } from './virtio-ports.js';
 
 export const READ_MECHANISMS = ['epoll', 'poll'] as const;

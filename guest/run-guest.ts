@@ -1,10 +1,10 @@
 // What `negotiator-guest` does with its parsed options: run the daemon, or list / execute on the host.
-import { readLocalAgentInfo } from '../common/agent-info.js';
-import { EXIT_CODES, runExecuteAction, runListAction, type CliIo } from '../common/cli-actions.js';
-import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli-client.js';
-import type { ServingOptions } from '../common/cli-options.js';
-import { createLogger } from '../common/logger.js';
-import { CHANNEL_NAMES } from '../common/protocol.js';
+import { readLocalAgentInfo } from '../common/wire/agent-info.js';
+import { EXIT_CODES, runExecuteAction, runListAction, type CliIo } from '../common/cli/actions.js';
+import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli/client.js';
+import type { ServingOptions } from '../common/cli/options.js';
+import { createLogger } from '../common/base/logger.js';
+import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { parseGuestChannelSpec } from './channel-spec.js';
 
 export const PROGRAM = 'negotiator-guest';
@@ -31,8 +31,8 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
   if (options.daemon) {
     // The daemon's modules (registry, runner, execa) are loaded only here: a CLI starts faster without them.
     const { startGuestDaemon } = await import('./daemon.js');
-    const { stopOnSignals } = await import('../common/daemon-lifecycle.js');
-    const { resolveServingConfig } = await import('../common/serving-config.js');
+    const { stopOnSignals } = await import('../common/daemon/lifecycle.js');
+    const { resolveServingConfig } = await import('../common/daemon/serving-config.js');
     const serving = await resolveServingConfig(options);
     const daemon = await startGuestDaemon({
       hostToGuest: parseGuestChannelSpec(options.hostToGuest),

@@ -3,7 +3,7 @@
 // does it, on the line we already hold open so that no last close can reset it. A serial line says
 // nothing when the host connects or leaves, so its channel never resets.
 import { close } from 'node:fs';
-import { ConfigError, errorMessage } from '../common/errors.js';
+import { ConfigError, errorMessage } from '../common/wire/errors.js';
 import { createDeviceChannel, type PortChannel, type PortChannelOptions } from './port-channel.js';
 import { DeviceOpenError, openPortDevice } from './virtio-ports.js';
 

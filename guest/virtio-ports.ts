@@ -6,8 +6,8 @@ import { readdir, readFile, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { ConfigError, errorMessage } from '../common/errors.js';
-import type { Logger } from '../common/logger.js';
+import { ConfigError, errorMessage } from '../common/wire/errors.js';
+import type { Logger } from '../common/base/logger.js';
 
 export interface VirtioPort {
   /** The channel name from the domain XML (`<target type='virtio' name='...'/>`). */

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // negotiator-host: argument parsing only; the work is in run-host.ts.
 import { Command, Option } from 'commander';
-import { readPackageVersion } from '../common/agent-info.js';
-import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli-options.js';
+import { readPackageVersion } from '../common/wire/agent-info.js';
+import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
 import { DEFAULT_HOST_CONTROL_SOCKET, PROGRAM, runHostCli, runHostDoctor, runHostSetup } from './run-host.js';
 
 const program = new Command(PROGRAM)

@@ -1,17 +1,17 @@
 // The host daemon: discovers guests (libvirt and --guest), keeps one connection per guest channel,
 // serves guests' requests with the host's command directories (telling each command which guest asked),
 // and lets local CLIs reach any guest through its control socket, multiplexed over those connections.
-import { readLocalAgentInfo, readPackageVersion } from '../common/agent-info.js';
-import { startAgentSession } from '../common/agent-session.js';
-import { createCommandRegistry } from '../common/command-registry.js';
-import { describeExecuted, type CommandServiceOptions } from '../common/command-service.js';
-import { startControlServer, type ControlServer } from '../common/control-server.js';
-import { announceReady } from '../common/daemon-lifecycle.js';
-import { RpcError } from '../common/errors.js';
-import { registerExecuteRelay } from '../common/execute-relay.js';
-import type { Logger } from '../common/logger.js';
-import { CHANNEL_NAMES, ERROR_CODES, METHODS, type AgentInfo } from '../common/protocol.js';
-import type { RpcPeer } from '../common/rpc-peer.js';
+import { readLocalAgentInfo, readPackageVersion } from '../common/wire/agent-info.js';
+import { startAgentSession } from '../common/daemon/agent-session.js';
+import { createCommandRegistry } from '../common/commands/registry.js';
+import { describeExecuted, type CommandServiceOptions } from '../common/execute/server.js';
+import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
+import { announceReady } from '../common/daemon/lifecycle.js';
+import { RpcError } from '../common/wire/errors.js';
+import { registerExecuteRelay } from '../common/execute/relay.js';
+import type { Logger } from '../common/base/logger.js';
+import { CHANNEL_NAMES, ERROR_CODES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
+import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { GuestConnections } from './guest-connections.js';
 import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-registry.js';
 

@@ -6,14 +6,14 @@
 import { constants as fsConstants, readFileSync, type Stats } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { describeAgent } from '../common/agent-session.js';
-import { formatCliError, type CliIo } from '../common/cli-actions.js';
-import { printChecks, type CheckStatus, type DoctorCheck } from '../common/doctor-report.js';
-import { connectToDaemon, startClientPeer } from '../common/cli-client.js';
-import { errorMessage } from '../common/errors.js';
-import { CHANNEL_NAMES, METHODS, type AgentInfo, type ListCommandsResult } from '../common/protocol.js';
-import type { RpcPeer } from '../common/rpc-peer.js';
-import { connectChannel } from '../common/stream-channel.js';
+import { describeAgent } from '../common/daemon/agent-session.js';
+import { formatCliError, type CliIo } from '../common/cli/actions.js';
+import { printChecks, type CheckStatus, type DoctorCheck } from '../common/cli/doctor-report.js';
+import { connectToDaemon, startClientPeer } from '../common/cli/client.js';
+import { errorMessage } from '../common/wire/errors.js';
+import { CHANNEL_NAMES, METHODS, type AgentInfo, type ListCommandsResult } from '../common/wire/protocol.js';
+import type { RpcPeer } from '../common/wire/rpc-peer.js';
+import { connectChannel } from '../common/wire/stream-channel.js';
 import { findNegotiatorChannels, parseDomainXml, type DomainDescription } from './domain-xml.js';
 import { CHANNEL_ROLES, type GuestStatus } from './guest-connections.js';
 import type { ChannelEndpoint, ChannelRole } from './guest-registry.js';
@@ -21,7 +21,7 @@ import { virshHint, type DomainDefinitions } from './setup-domain.js';
 import type { StaticGuestSpec } from './static-guests.js';
 import { VIRSH_FAILURES, VirshError, type Virsh } from './virsh.js';
 
-export { CHECK_STATUSES, exitCodeOfChecks, formatChecks, type CheckStatus, type DoctorCheck } from '../common/doctor-report.js';
+export { CHECK_STATUSES, exitCodeOfChecks, formatChecks, type CheckStatus, type DoctorCheck } from '../common/cli/doctor-report.js';
 
 /** The file-system calls the socket checks make (tests deny access where they like). */
 export interface DoctorFs {

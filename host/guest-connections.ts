@@ -1,12 +1,12 @@
 // One connection per guest channel for every guest the discovery reports: opened when the guest comes
 // up, reopened with backoff when it drops (guest reboot, agent restart, socket gone and back), closed when
 // the guest goes down. No process per guest: hundreds of guests are hundreds of sockets in one loop.
-import type { AgentSession } from '../common/agent-session.js';
-import type { ByteChannel } from '../common/byte-channel.js';
-import { keepChannel, type ChannelKeeper } from '../common/channel-keeper.js';
-import type { Logger } from '../common/logger.js';
-import type { AgentInfo } from '../common/protocol.js';
-import { connectChannel } from '../common/stream-channel.js';
+import type { AgentSession } from '../common/daemon/agent-session.js';
+import type { ByteChannel } from '../common/wire/byte-channel.js';
+import { keepChannel, type ChannelKeeper } from '../common/daemon/channel-keeper.js';
+import type { Logger } from '../common/base/logger.js';
+import type { AgentInfo } from '../common/wire/protocol.js';
+import { connectChannel } from '../common/wire/stream-channel.js';
 import type { ChannelRole, DiscoveredGuest, GuestRegistry } from './guest-registry.js';
 
 export const CHANNEL_ROLES: readonly ChannelRole[] = ['hostToGuest', 'guestToHost'];

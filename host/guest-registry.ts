@@ -1,9 +1,9 @@
 // The host's list of guests it can talk to, fed by two sources (libvirt domains and `--guest` options),
 // announcing `guest-up`, `guest-down` and `guest-changed`. `createGuestDiscovery()` wires the sources in.
 import { EventEmitter } from 'node:events';
-import { CHANNEL_NAMES } from '../common/protocol.js';
-import { ConfigError } from '../common/errors.js';
-import { silentLogger, type Logger } from '../common/logger.js';
+import { CHANNEL_NAMES } from '../common/wire/protocol.js';
+import { ConfigError } from '../common/wire/errors.js';
+import { silentLogger, type Logger } from '../common/base/logger.js';
 import { LibvirtDiscovery, type LibvirtDiscoveryOptions } from './libvirt-discovery.js';
 import { StaticGuestWatcher, type StaticGuestSpec } from './static-guests.js';
 import { createVirsh, type Virsh, type VirshOptions } from './virsh.js';

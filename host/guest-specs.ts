@@ -1,8 +1,8 @@
 // `--guest NAME=SPEC`: guests that are not libvirt's (plain QEMU `-chardev socket,server=on`, tests, the
 // demo). Parsing only: the CLI needs it without loading the watcher (static-guests.ts) and chokidar.
 import { join, resolve } from 'node:path';
-import { ConfigError } from '../common/errors.js';
-import { CHANNEL_NAMES } from '../common/protocol.js';
+import { ConfigError } from '../common/wire/errors.js';
+import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import type { ChannelRole, DiscoveredGuest } from './guest-registry.js';
 
 /** A guest given on the command line; paths are absolute. At least one channel is set. */

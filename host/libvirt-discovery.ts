@@ -2,8 +2,8 @@
 // every (re)connection of that stream and every `rescanIntervalMs` as a safety net, and inspects a
 // domain (`virsh dumpxml`) only when it is new: at most `concurrency` virsh processes at a time.
 // Socket paths always come from the domain XML; libvirt has changed its layout several times.
-import { ConfigError, errorMessage } from '../common/errors.js';
-import { silentLogger, type Logger } from '../common/logger.js';
+import { ConfigError, errorMessage } from '../common/wire/errors.js';
+import { silentLogger, type Logger } from '../common/base/logger.js';
 import { findNegotiatorChannels, parseDomainXml, type DomainDescription } from './domain-xml.js';
 import type { DiscoveredGuest, GuestSink } from './guest-registry.js';
 import { VirshError, type DomainEvent, type Virsh } from './virsh.js';

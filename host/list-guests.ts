@@ -1,10 +1,10 @@
 // `negotiator-host --list-guests`: without a daemon, find the guests now and ask each agent for a hello
 // (bounded concurrency, short deadline); print a table or JSON.
-import type { CliIo } from '../common/cli-actions.js';
-import { startClientPeer } from '../common/cli-client.js';
-import { errorMessage } from '../common/errors.js';
-import type { AgentInfo } from '../common/protocol.js';
-import { connectChannel } from '../common/stream-channel.js';
+import type { CliIo } from '../common/cli/actions.js';
+import { startClientPeer } from '../common/cli/client.js';
+import { errorMessage } from '../common/wire/errors.js';
+import type { AgentInfo } from '../common/wire/protocol.js';
+import { connectChannel } from '../common/wire/stream-channel.js';
 import { CHANNEL_ROLES, type GuestStatus } from './guest-connections.js';
 import { createGuestDiscovery } from './guest-registry.js';
 import type { StaticGuestSpec } from './static-guests.js';

@@ -1,7 +1,7 @@
 // For a CLI without a running daemon: find one guest's channel sockets now (a --guest spec, else
 // `virsh dumpxml NAME`), with errors that say what is wrong and what to do.
-import { RpcError } from '../common/errors.js';
-import { ERROR_CODES } from '../common/protocol.js';
+import { RpcError } from '../common/wire/errors.js';
+import { ERROR_CODES } from '../common/wire/protocol.js';
 import type { DiscoveredGuest } from './guest-registry.js';
 import { findNegotiatorChannels, parseDomainXml } from './domain-xml.js';
 import { staticGuestOf, type StaticGuestSpec } from './guest-specs.js';

@@ -1,12 +1,12 @@
 // What `negotiator-host` does with its parsed options: run the daemon, list guests, or list / execute
 // on one guest (through the daemon when one runs, else straight to the guest's socket).
-import { readLocalAgentInfo } from '../common/agent-info.js';
-import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from '../common/cli-actions.js';
-import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli-client.js';
-import type { ServingOptions } from '../common/cli-options.js';
-import { createLogger } from '../common/logger.js';
-import { METHODS } from '../common/protocol.js';
-import { connectChannel } from '../common/stream-channel.js';
+import { readLocalAgentInfo } from '../common/wire/agent-info.js';
+import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from '../common/cli/actions.js';
+import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli/client.js';
+import type { ServingOptions } from '../common/cli/options.js';
+import { createLogger } from '../common/base/logger.js';
+import { METHODS } from '../common/wire/protocol.js';
+import { connectChannel } from '../common/wire/stream-channel.js';
 import type { GuestStatus } from './guest-connections.js';
 import type { SetupCliOptions } from './setup-domain.js';
 import { parseGuestSpecs, staticGuestOf } from './guest-specs.js';
@@ -39,8 +39,8 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
   if (options.daemon) {
     // The daemon's modules (discovery, registry, runner) are loaded only here: a CLI starts faster without them.
     const { startHostDaemon } = await import('./daemon.js');
-    const { stopOnSignals } = await import('../common/daemon-lifecycle.js');
-    const { resolveServingConfig } = await import('../common/serving-config.js');
+    const { stopOnSignals } = await import('../common/daemon/lifecycle.js');
+    const { resolveServingConfig } = await import('../common/daemon/serving-config.js');
     const serving = await resolveServingConfig(options);
     const { createVirsh } = await import('./virsh.js');
     const daemon = await startHostDaemon({

@@ -12,9 +12,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ExecaError as ExecaErrorType } from 'execa';
-import { EXIT_CODES, formatCliError, type CliIo } from '../common/cli-actions.js';
-import { ConfigError, errorMessage, truncateForLog } from '../common/errors.js';
-import { CHANNEL_NAMES } from '../common/protocol.js';
+import { EXIT_CODES, formatCliError, type CliIo } from '../common/cli/actions.js';
+import { ConfigError, errorMessage, truncateForLog } from '../common/wire/errors.js';
+import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { parseDomainXml, type DomainChannel } from './domain-xml.js';
 import { DEFAULT_LIBVIRT_URI, VIRSH_FAILURES, VirshError, createVirsh, resolveVirshOptions, type Virsh, type VirshOptions } from './virsh.js';
 

@@ -5,9 +5,9 @@
 import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { FSWatcher } from 'chokidar';
-import { errorMessage } from '../common/errors.js';
+import { errorMessage } from '../common/wire/errors.js';
 import type { StaticGuestSpec } from './guest-specs.js';
-import { silentLogger, type Logger } from '../common/logger.js';
+import { silentLogger, type Logger } from '../common/base/logger.js';
 import type { ChannelRole, DiscoveredGuest, GuestSink } from './guest-registry.js';
 
 export { parseGuestSpec, parseGuestSpecs, type StaticGuestSpec } from './guest-specs.js';

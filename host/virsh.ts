@@ -5,8 +5,8 @@
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ExecaError as ExecaErrorType } from 'execa';
-import { ConfigError, errorMessage, truncateForLog } from '../common/errors.js';
-import { silentLogger, type Logger } from '../common/logger.js';
+import { ConfigError, errorMessage, truncateForLog } from '../common/wire/errors.js';
+import { silentLogger, type Logger } from '../common/base/logger.js';
 
 export const DEFAULT_LIBVIRT_URI = 'qemu:///system';
 

@@ -7,10 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createAgentInfo, readOsInfo } from '../../common/agent-info.js';
-import { connectToDaemon } from '../../common/cli-client.js';
-import { errorMessage } from '../../common/errors.js';
-import { METHODS, type AgentInfo } from '../../common/protocol.js';
+import { createAgentInfo, readOsInfo } from '../../common/wire/agent-info.js';
+import { connectToDaemon } from '../../common/cli/client.js';
+import { errorMessage } from '../../common/wire/errors.js';
+import { METHODS, type AgentInfo } from '../../common/wire/protocol.js';
 import { startLoopbackVm, type LoopbackVm } from './loopback-vm.js';
 
 /** The package root: the folder with package.json, `dist/` and `examples/`. */

@@ -8,7 +8,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { CHANNEL_NAMES } from '../../common/protocol.js';
+import { CHANNEL_NAMES } from '../../common/wire/protocol.js';
 
 /** A running loopback; `close()` stops it and removes its directory. */
 export interface LoopbackVm {

@@ -6,7 +6,7 @@
 import { execa } from 'execa';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { errorMessage } from '../../common/errors.js';
+import { errorMessage } from '../../common/wire/errors.js';
 import { EXAMPLE_COMMANDS, PACKAGE_ROOT, startDemoDaemons, type DaemonSide, type DemoDaemons } from './demo-daemons.js';
 import { createDemoSteps, type DemoStep } from './demo-steps.js';
 

@@ -27,7 +27,7 @@ function node(bundle: string, args: string[]) {
 
 t.test('the output: two .mjs files, the built-in commands and the version beside them, ignored by git', async (t) => {
   t.same([path.basename(hostBundle!), path.basename(guestBundle!)], ['negotiator-host.mjs', 'negotiator-guest.mjs']);
-  t.ok(existsSync(path.join(out, 'commands', 'uptime')));
+  t.ok(existsSync(path.join(out, 'builtin-commands', 'uptime')));
   t.equal((JSON.parse(readFileSync(path.join(out, 'package.json'), 'utf8')) as { version: string }).version, version);
   t.equal(readFileSync(path.join(out, '.gitignore'), 'utf8').split('\n')[1], '*');
   for (let dir = out; path.dirname(dir) !== dir; dir = path.dirname(dir)) {

@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseCommandDescription } from '../../common/command-file.js';
+import { parseCommandDescription } from '../../common/commands/file.js';
 import { EXAMPLE_COMMANDS } from '../../examples/demo/demo-daemons.js';
 
 const COMMANDS = {
@@ -24,7 +24,7 @@ const BUSYBOX = ['/usr/bin/busybox', '/bin/busybox'].find((file) => {
 const work = mkdtempSync(path.join(os.tmpdir(), 'negotiator-example-commands-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 
-// The environment the daemons give a guest command called by the host (see common/command-env.ts).
+// The environment the daemons give a guest command called by the host (see common/commands/env.ts).
 const CALLED_BY_HOST: Record<string, string> = {
   PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
   LANG: 'C.UTF-8',

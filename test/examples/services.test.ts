@@ -51,7 +51,7 @@ for (const { side, cli } of SIDES) {
     t.equal(get('ExecStart'), `negotiator-${side} --daemon $NEGOTIATOR_${side.toUpperCase()}_OPTIONS`);
     t.equal(get('Restart'), 'on-failure');
     t.equal(get('KillMode'), 'mixed', 'SIGTERM to the daemon alone, so running commands get their grace');
-    // The daemon exits by itself within 2 x grace + 10 s (common/daemon-lifecycle.ts, run-*.ts).
+    // The daemon exits by itself within 2 x grace + 10 s (common/daemon/lifecycle.ts, run-*.ts).
     const selfLimit = 2 * (await graceSeconds(cli)) + 10;
     t.ok(Number.parseInt(get('TimeoutStopSec') ?? '0', 10) > selfLimit, `TimeoutStopSec ${get('TimeoutStopSec')} > ${selfLimit} s`);
     for (const breaking of ['PrivateDevices', 'NoNewPrivileges', 'ProtectSystem', 'PrivateTmp', 'MemoryDenyWriteExecute', 'User', 'DynamicUser']) {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
-import { ChannelClosedError } from '../../common/errors.js';
+import { ChannelClosedError } from '../../common/wire/errors.js';
 import { createDeviceChannel, openPortChannel, READ_MECHANISMS, type PortChannel, type PortChannelOptions } from '../../guest/port-channel.js';
 import { openSerialChannel } from '../../guest/serial-tty.js';
 import { createRecordingLogger } from '../helpers/agents.js';

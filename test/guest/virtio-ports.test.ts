@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { ConfigError } from '../../common/errors.js';
+import { ConfigError } from '../../common/wire/errors.js';
 import {
   findDeviceHolders,
   findVirtioPort,

@@ -1,8 +1,8 @@
 // Small factories shared by tests: agent infos, peers on memory channels, a logger that records lines.
-import type { ByteChannel } from '../../common/byte-channel.js';
-import type { Logger } from '../../common/logger.js';
-import { PROTOCOL_VERSION, type AgentInfo, type Side } from '../../common/protocol.js';
-import { RpcPeer, type PeerOptions } from '../../common/rpc-peer.js';
+import type { ByteChannel } from '../../common/wire/byte-channel.js';
+import type { Logger } from '../../common/base/logger.js';
+import { PROTOCOL_VERSION, type AgentInfo, type Side } from '../../common/wire/protocol.js';
+import { RpcPeer, type PeerOptions } from '../../common/wire/rpc-peer.js';
 import { createMemoryChannelPair, type MemoryChannel } from './memory-channel.js';
 
 export function testAgentInfo(side: Side, overrides: Partial<AgentInfo> = {}): Omit<AgentInfo, 'nonce'> {

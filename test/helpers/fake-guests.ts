@@ -4,11 +4,11 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import type { CommandRegistry } from '../../common/command-registry.js';
-import { registerCommandService } from '../../common/command-service.js';
-import { CHANNEL_NAMES } from '../../common/protocol.js';
-import { RpcPeer } from '../../common/rpc-peer.js';
-import { createStreamChannel } from '../../common/stream-channel.js';
+import type { CommandRegistry } from '../../common/commands/registry.js';
+import { registerCommandService } from '../../common/execute/server.js';
+import { CHANNEL_NAMES } from '../../common/wire/protocol.js';
+import { RpcPeer } from '../../common/wire/rpc-peer.js';
+import { createStreamChannel } from '../../common/wire/stream-channel.js';
 import { testAgentInfo } from './agents.js';
 
 export interface FakeGuest {

@@ -2,10 +2,10 @@
 // agent would): each accepted connection gets a host-side peer serving FIXTURE_COMMANDS.
 import net from 'node:net';
 import path from 'node:path';
-import { createCommandRegistry } from '../../common/command-registry.js';
-import { registerCommandService } from '../../common/command-service.js';
-import { RpcPeer } from '../../common/rpc-peer.js';
-import { createStreamChannel } from '../../common/stream-channel.js';
+import { createCommandRegistry } from '../../common/commands/registry.js';
+import { registerCommandService } from '../../common/execute/server.js';
+import { RpcPeer } from '../../common/wire/rpc-peer.js';
+import { createStreamChannel } from '../../common/wire/stream-channel.js';
 import { testAgentInfo, createRecordingLogger, type RecordingLogger } from './agents.js';
 import { FIXTURE_COMMANDS } from './socket-agent.js';
 

@@ -1,7 +1,7 @@
 // In-memory ByteChannel pair for unit tests: what one end writes arrives at the other, in order and
 // asynchronously (as on a socket). `inject` plays raw bytes into an end as if its peer had sent them.
-import type { ByteChannel } from '../../common/byte-channel.js';
-import { ChannelClosedError } from '../../common/errors.js';
+import type { ByteChannel } from '../../common/wire/byte-channel.js';
+import { ChannelClosedError } from '../../common/wire/errors.js';
 
 export interface MemoryChannel extends ByteChannel {
   /** Everything written to this end, in order. */

@@ -1,7 +1,7 @@
 // Waiting on processes and conditions in tests, with a deadline so that a failure names what it waited for.
 import { readFileSync, readdirSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
-import { LAUNCHER_NAME } from '../../common/launcher-pool.js';
+import { LAUNCHER_NAME } from '../../common/commands/launcher-pool.js';
 
 /** Whether a process with this pid exists (signal 0). */
 export function isAlive(pid: number): boolean {
@@ -22,7 +22,7 @@ export async function waitUntil(what: string, check: () => boolean, timeoutMs = 
   }
 }
 
-/** Pids of the pre-forked command launchers (common/launcher-pool.ts) whose parent is `parent`. */
+/** Pids of the pre-forked command launchers (common/commands/launcher-pool.ts) whose parent is `parent`. */
 export function launchersOf(parent: number): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {

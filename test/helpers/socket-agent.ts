@@ -5,10 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createCommandRegistry, type CommandRegistry } from '../../common/command-registry.js';
-import { registerCommandService, type CommandService, type CommandServiceOptions } from '../../common/command-service.js';
-import { connectChannel, createStreamChannel } from '../../common/stream-channel.js';
-import { RpcPeer } from '../../common/rpc-peer.js';
+import { createCommandRegistry, type CommandRegistry } from '../../common/commands/registry.js';
+import { registerCommandService, type CommandService, type CommandServiceOptions } from '../../common/execute/server.js';
+import { connectChannel, createStreamChannel } from '../../common/wire/stream-channel.js';
+import { RpcPeer } from '../../common/wire/rpc-peer.js';
 import { testAgentInfo, createRecordingLogger, type RecordingLogger } from './agents.js';
 
 /** test/fixtures/commands in the source tree (tests run from dist/test). */

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { CHANNEL_NAMES } from '../../common/protocol.js';
+import { CHANNEL_NAMES } from '../../common/wire/protocol.js';
 import { diagnoseHost, exitCodeOfChecks, formatChecks, type DoctorCheck, type HostDoctorOptions } from '../../host/doctor.js';
 import type { DomainDefinitions } from '../../host/setup-domain.js';
 import { VirshError } from '../../host/virsh.js';

@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { createLogger } from '../../common/logger.js';
+import { createLogger } from '../../common/base/logger.js';
 import { createGuestDiscovery, GuestRegistry, type DiscoveredGuest } from '../../host/guest-registry.js';
 import { parseGuestSpec } from '../../host/static-guests.js';
 import type { DomainSummary, Virsh, VirshStreamItem } from '../../host/virsh.js';

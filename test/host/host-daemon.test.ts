@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { CHANNEL_NAMES } from '../../common/protocol.js';
+import { CHANNEL_NAMES } from '../../common/wire/protocol.js';
 import { startLoopbackVm, type LoopbackVm } from '../helpers/loopback-vm.js';
 import { statOf } from '../helpers/processes.js';
 import { FIXTURE_COMMANDS } from '../helpers/socket-agent.js';

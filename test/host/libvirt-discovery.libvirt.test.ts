@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import t from 'tap';
-import { createLogger } from '../../common/logger.js';
+import { createLogger } from '../../common/base/logger.js';
 import { createGuestDiscovery, type DiscoveredGuest, type GuestEventName, type GuestRegistry } from '../../host/guest-registry.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
 import t, { type Test } from 'tap';
-import { createLogger, type Logger } from '../../common/logger.js';
+import { createLogger, type Logger } from '../../common/base/logger.js';
 import { GuestRegistry, type DiscoveredGuest } from '../../host/guest-registry.js';
 import { findNegotiatorChannels, parseDomainXml } from '../../host/domain-xml.js';
 import { LibvirtDiscovery, type LibvirtDiscoveryOptions } from '../../host/libvirt-discovery.js';

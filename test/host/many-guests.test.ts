@@ -5,7 +5,7 @@ import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createCommandRegistry } from '../../common/command-registry.js';
+import { createCommandRegistry } from '../../common/commands/registry.js';
 import { startFakeGuest, type FakeGuest } from '../helpers/fake-guests.js';
 import { FIXTURE_COMMANDS } from '../helpers/socket-agent.js';
 import { HOST_CLI, runCli, startCli, waitForOutput } from '../helpers/spawn-cli.js';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
-import { createLogger } from '../../common/logger.js';
+import { createLogger } from '../../common/base/logger.js';
 import { GuestRegistry } from '../../host/guest-registry.js';
 import { parseGuestSpec, parseGuestSpecs, StaticGuestWatcher, type StaticGuestSpec } from '../../host/static-guests.js';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
-import { createLogger, type Logger } from '../../common/logger.js';
+import { createLogger, type Logger } from '../../common/base/logger.js';
 import {
   createVirsh,
   parseDomainList,

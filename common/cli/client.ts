@@ -1,0 +1,63 @@
+// How a CLI reaches the other side: through its daemon's control socket when one answers, otherwise by
+// opening the channel itself. Also the common run shape: Ctrl-C cancels, errors print one clear line,
+// and the exit code is returned (never thrown).
+import { access } from 'node:fs/promises';
+import type { ByteChannel } from '../wire/byte-channel.js';
+import { EXIT_CODES, exitCodeOfError, formatCliError, type CliIo } from './actions.js';
+import { ChannelClosedError } from '../wire/errors.js';
+import type { AgentInfo } from '../wire/protocol.js';
+import { RpcPeer } from '../wire/rpc-peer.js';
+import { connectChannel } from '../wire/stream-channel.js';
+
+export interface ClientConnection {
+  peer: RpcPeer;
+  /** True when the peer is the local daemon (requests are relayed), false when it is the other side itself. */
+  viaDaemon: boolean;
+}
+
+// Connect to the daemon's control socket; undefined when no daemon runs there (no socket, or refused).
+export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentInfo, 'nonce'>, requestTimeoutMs: number, groupHint: string): Promise<RpcPeer | undefined> {
+  try {
+    await access(socketPath);
+  } catch {
+    return undefined;
+  }
+  let channel: ByteChannel;
+  try {
+    channel = await connectChannel(socketPath, 2000);
+  } catch (error) {
+    const code = ((error as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ECONNREFUSED' || code === 'ENOENT') return undefined;
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new ChannelClosedError(`permission denied on the daemon's control socket ${socketPath}: run as root, or ${groupHint}`);
+    }
+    throw error;
+  }
+  return startClientPeer(channel, localInfo, `the daemon (${socketPath})`, requestTimeoutMs);
+}
+
+// Start a peer for a CLI on an open channel (no hello retries: a CLI lives seconds).
+export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo, 'nonce'>, label: string, requestTimeoutMs: number): RpcPeer {
+  const peer = new RpcPeer(channel, { localInfo, label, requestTimeoutMs, helloRetryMs: 1000, maxHelloRetryMs: 2000 });
+  peer.start();
+  return peer;
+}
+
+// Run a CLI action with Ctrl-C canceling it; print failures as one line; resolve with the exit code.
+export async function runClientAction(program: string, io: CliIo, connect: () => Promise<ClientConnection>, action: (connection: ClientConnection, signal: AbortSignal) => Promise<number>): Promise<number> {
+  const controller = new AbortController();
+  const onInterrupt = (): void => controller.abort();
+  process.once('SIGINT', onInterrupt);
+  let connection: ClientConnection | undefined;
+  try {
+    connection = await connect();
+    return await action(connection, controller.signal);
+  } catch (error) {
+    io.stderr.write(formatCliError(program, error));
+    return controller.signal.aborted ? EXIT_CODES.interrupted : exitCodeOfError(error);
+  } finally {
+    process.off('SIGINT', onInterrupt);
+    // Let a cancel notification reach the wire before closing.
+    await connection?.peer.close();
+  }
+}

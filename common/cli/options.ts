@@ -1,0 +1,149 @@
+// Option parsing shared by both CLIs (commander), validated at the edge with messages that name the fix.
+import { InvalidArgumentError, Option, type Command, type OptionValues } from 'commander';
+import { execFileSync } from 'node:child_process';
+import { EXIT_CODES, formatCliError } from './actions.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { LogLevel } from '../base/logger.js';
+
+/** The user's command directory, as Negotiator's. */
+export const DEFAULT_COMMAND_DIRECTORY = '/usr/lib/negotiator/commands';
+
+// `--timeout SECONDS` (decimals allowed, 0 = none) to milliseconds.
+export function parseTimeoutSeconds(value: string): number {
+  const seconds = Number(value);
+  if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) {
+    throw new InvalidArgumentError(`expected a number of seconds >= 0 (0 = no timeout), got \`${value}\``);
+  }
+  return Math.round(seconds * 1000);
+}
+
+// A positive (or, with allowZero, non-negative) integer option.
+export function parseCount(allowZero: boolean) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || (!allowZero && n === 0)) {
+      throw new InvalidArgumentError(`expected a ${allowZero ? 'non-negative' : 'positive'} integer, got \`${value}\``);
+    }
+    return n;
+  };
+}
+
+// Sizes like `64M`, `1G`, `4096`, `0` (none).
+export function parseBytes(value: string): number {
+  const match = /^(\d+)([KMG]i?B?)?$/i.exec(value.trim());
+  if (!match) throw new InvalidArgumentError(`expected a size like 4096, 64M or 1G (0 = no limit), got \`${value}\``);
+  const unit = (match[2] ?? '').charAt(0).toUpperCase();
+  const factor = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1;
+  return Number(match[1]) * factor;
+}
+
+// A repeatable absolute directory option.
+export function collectDirectory(value: string, previous: string[] | undefined): string[] {
+  if (!path.isAbsolute(value)) throw new InvalidArgumentError(`expected an absolute directory path, got \`${value}\``);
+  return [...(previous ?? []), path.normalize(value)];
+}
+
+// -v / -q counts to a log level (default info).
+export function logLevelOf(verbose: number, quiet: number): LogLevel {
+  const levels: LogLevel[] = ['error', 'warn', 'info', 'debug'];
+  return levels[Math.max(0, Math.min(levels.length - 1, 2 + verbose - quiet))]!;
+}
+
+// Counter for repeatable flags (-v -v).
+export function increment(_value: string, previous: number): number {
+  return previous + 1;
+}
+
+// A group name or number to a gid: `getent group` (sees LDAP/sssd groups), else /etc/group.
+export function parseGroup(value: string): number {
+  if (/^\d+$/.test(value)) return Number(value);
+  let line: string | undefined;
+  try {
+    line = execFileSync('getent', ['group', value], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0];
+  } catch {
+    line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[0] === value);
+  }
+  const gid = line?.split(':')[2];
+  if (!gid) throw new InvalidArgumentError(`no group \`${value}\` (create it with groupadd, or give a number)`);
+  return Number(gid);
+}
+
+/** The daemon options both CLIs share, as parsed (see addServingOptions for their meaning and defaults). */
+export interface ServingOptions {
+  commandsDir?: string[];
+  builtinCommands: boolean;
+  maxConcurrent: number;
+  maxQueued: number;
+  maxCommandTimeMs: number;
+  maxOutputBytes: number;
+  killGraceMs: number;
+  prespawn: number;
+  rlimits: string[];
+  runAs?: string;
+  maxLineBytes: number;
+  graceMs: number;
+  logLevel: LogLevel;
+}
+
+// Add the options that shape how a daemon serves commands, and -v/-q; `channelNoun` and `peerNoun`
+// name the other side in the help ("guest channel" / "a guest").
+export function addServingOptions(program: Command, channelNoun: string, peerNoun: string): Command {
+  return program
+    .option('--commands-dir <dir>', `daemon: a command directory (repeatable, first wins; default ${DEFAULT_COMMAND_DIRECTORY})`, collectDirectory)
+    .option('--no-builtin-commands', 'daemon: do not offer the built-in read-only commands')
+    .addOption(new Option('--max-concurrent <n>', `daemon: commands running at once per ${channelNoun}`).default(8).argParser(parseCount(false)))
+    .addOption(new Option('--max-queued <n>', 'daemon: commands waiting for a slot per channel; more are refused as busy').default(1024).argParser(parseCount(true)))
+    .addOption(new Option('--max-command-time <seconds>', `daemon: longest any command may run, whatever ${peerNoun} asks (0 = no cap)`).default(3_600_000, '3600').argParser(parseTimeoutSeconds))
+    .addOption(new Option('--max-output <size>', 'daemon: stdout (and stderr) bytes sent per command; the rest is dropped and reported (0 = no cap)').default(1024 ** 3, '1G').argParser(parseBytes))
+    .addOption(new Option('--kill-grace <seconds>', "daemon: between SIGTERM and SIGKILL of a command's process group").default(5000, '5').argParser(parseTimeoutSeconds))
+    .addOption(new Option('--prespawn <n>', 'daemon: /bin/sh launchers kept ready so that a command starts without a fork of the daemon (0 = fork for every command)').default(2).argParser(parseCount(true)))
+    .addOption(
+      new Option('--rlimit <name=value>', 'daemon: a resource limit for every command (repeatable; nofile, nproc, as, cpu, fsize, core; e.g. nofile=1024 as=2G), applied with prlimit')
+        .default([] as string[], 'none')
+        .argParser((v: string, prev: string[]) => [...prev, v]),
+    )
+    .option('--run-as <user>', "daemon: run commands as this user (default: the daemon's user)")
+    .addOption(new Option('--max-line-bytes <size>', 'longest protocol line accepted').default(1024 * 1024, '1M').argParser(parseBytes))
+    .addOption(new Option('--grace <seconds>', 'daemon: on SIGTERM, how long running commands may finish before they are canceled').default(10_000, '10').argParser(parseTimeoutSeconds))
+    .option('-v, --verbose', 'more log lines (repeat for debug)', increment, 0)
+    .option('-q, --quiet', 'fewer log lines (repeat for errors only)', increment, 0);
+}
+
+// The ServingOptions out of commander's parsed values.
+export function servingOptionsOf(parsed: Record<string, unknown>): ServingOptions {
+  return {
+    commandsDir: parsed.commandsDir as string[] | undefined,
+    builtinCommands: parsed.builtinCommands as boolean,
+    maxConcurrent: parsed.maxConcurrent as number,
+    maxQueued: parsed.maxQueued as number,
+    maxCommandTimeMs: parsed.maxCommandTime as number,
+    maxOutputBytes: parsed.maxOutput as number,
+    killGraceMs: parsed.killGrace as number,
+    prespawn: parsed.prespawn as number,
+    rlimits: parsed.rlimit as string[],
+    ...(parsed.runAs !== undefined ? { runAs: parsed.runAs as string } : {}),
+    maxLineBytes: parsed.maxLineBytes as number,
+    graceMs: parsed.grace as number,
+    logLevel: logLevelOf(parsed.verbose as number, parsed.quiet as number),
+  };
+}
+
+// The `main() -> exit code` shape of both binaries: parse (a usage error exits 2), run, then exit with
+// the code once stdout has drained (nothing, such as a pending stdin read, may hold the process).
+export async function runMain(program: Command, programName: string, run: (parsed: OptionValues) => Promise<number>): Promise<void> {
+  try {
+    program.parse(process.argv);
+  } catch (error) {
+    const code = (error as { exitCode?: number }).exitCode;
+    process.exit(code === 0 ? EXIT_CODES.ok : EXIT_CODES.usage);
+  }
+  try {
+    const code = await run(program.opts());
+    process.exitCode = code;
+    process.stdout.write('', () => process.exit(code));
+  } catch (error) {
+    process.stderr.write(formatCliError(programName, error));
+    process.exit(error instanceof Error && error.name === 'ConfigError' ? EXIT_CODES.usage : EXIT_CODES.failure);
+  }
+}

@@ -1,0 +1,204 @@
+// Keeps one watcher per command directory in line with the file system: a directory that is missing at
+// start is picked up when it appears, one that is removed or replaced is re-watched, and each directory's
+// problem (missing, not a directory, unreadable) is logged once rather than at every periodic check.
+import { readdir, stat } from 'node:fs/promises';
+import {
+  COMMAND_CHANGE_TYPES,
+  watchCommandDirectory,
+  type CommandChangeEvent,
+  type CommandDirectoryWatcher,
+} from './directory-watcher.js';
+import { isCommandFileName } from './name.js';
+import { errorMessage } from '../wire/errors.js';
+import type { Logger } from '../base/logger.js';
+
+/** Options of {@link createCommandDirectoryMonitor}. */
+export interface CommandDirectoryMonitorOptions {
+  /** Absolute, normalized, unique paths in precedence order. */
+  directories: readonly string[];
+  logger: Logger;
+  /** False: no watchers and no timer; `readNames` reads the directories on every call. */
+  watch: boolean;
+  /** Pause between checks of every directory (existence, identity, a re-read of its names). */
+  checkIntervalMs: number;
+  /** Every add/remove/change after the initial scan; not called after `close()`. Must not throw. */
+  onChange: (event: CommandChangeEvent) => void;
+}
+
+/**
+ * The candidate file names of a list of command directories.
+ *
+ * Lifecycle: `ready` resolves when the initial scan is done and never rejects. With `watch`, watchers and a
+ * timer keep the process alive until `close()`, which is idempotent. After `close()`, `readNames` reads
+ * the directories directly.
+ */
+export interface CommandDirectoryMonitor {
+  readonly ready: Promise<void>;
+  /** Candidate names per directory, in the order of `directories`; executability is not checked. */
+  readNames(): Promise<string[][]>;
+  close(): Promise<void>;
+}
+
+interface DirectoryState {
+  readonly directory: string;
+  watcher: CommandDirectoryWatcher | undefined;
+  /** `dev:ino` of the watched directory: a different one means it was replaced and needs a new watcher. */
+  identity: string | undefined;
+  /** The problem last logged for this directory. */
+  problem: string | undefined;
+}
+
+// Say what is wrong with a command directory and how to fix it, from the error of stat/readdir.
+function describeDirectoryProblem(directory: string, error: unknown, watching: boolean): string {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const create = `create it (\`mkdir -p ${directory}\`)`;
+  if (code === 'ENOENT') {
+    return `Command directory \`${directory}\` does not exist: its commands are unavailable until you ${create}.${
+      watching ? ' It will be picked up when it appears.' : ''
+    }`;
+  }
+  const retry = watching ? ' It is checked again periodically.' : '';
+  if (code === 'ENOTDIR') {
+    return `Command directory \`${directory}\` is not a directory: move that file away and ${create}.${retry}`;
+  }
+  return `Cannot read command directory \`${directory}\`: ${errorMessage(error)}. Check its permissions.${retry}`;
+}
+
+class DirectoryMonitor implements CommandDirectoryMonitor {
+  readonly ready: Promise<void>;
+  readonly #options: CommandDirectoryMonitorOptions;
+  readonly #states: DirectoryState[];
+  #timer: NodeJS.Timeout | undefined;
+  #checking: Promise<void> | undefined;
+  #checkAgain = false;
+  #started = false;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: CommandDirectoryMonitorOptions) {
+    this.#options = options;
+    this.#states = options.directories.map((directory) => ({ directory, watcher: undefined, identity: undefined, problem: undefined }));
+    if (!options.watch) {
+      this.ready = Promise.resolve();
+      return;
+    }
+    this.ready = this.#checkDirectories().then(() => {
+      this.#started = true;
+      if (!this.#closed) this.#timer = setInterval(() => void this.#checkDirectories(), options.checkIntervalMs);
+    });
+  }
+
+  readNames(): Promise<string[][]> {
+    return Promise.all(this.#states.map((state) => this.#readDirectoryNames(state)));
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#closed = true;
+      if (this.#timer !== undefined) clearInterval(this.#timer);
+      await this.#checking;
+      await Promise.all(this.#states.map((state) => this.#dropWatcher(state)));
+    })();
+    return this.#closing;
+  }
+
+  async #readDirectoryNames(state: DirectoryState): Promise<string[]> {
+    if (this.#options.watch && !this.#closed) return [...(state.watcher?.names ?? [])];
+    try {
+      const names = (await readdir(state.directory)).filter(isCommandFileName);
+      state.problem = undefined;
+      return names;
+    } catch (error) {
+      this.#reportProblem(state, error);
+      return [];
+    }
+  }
+
+  // Log a directory's problem once: a missing directory must not produce a warning at every check.
+  #reportProblem(state: DirectoryState, error: unknown): void {
+    const problem = describeDirectoryProblem(state.directory, error, this.#options.watch && !this.#closed);
+    if (state.problem === problem) return;
+    state.problem = problem;
+    this.#options.logger.warn(problem);
+  }
+
+  // Check every directory. Serialized: a request made while a check runs makes it run once more instead.
+  #checkDirectories(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    if (this.#checking !== undefined) {
+      this.#checkAgain = true;
+      return this.#checking;
+    }
+    this.#checking = (async () => {
+      do {
+        this.#checkAgain = false;
+        await Promise.all(this.#states.map((state) => this.#checkDirectory(state)));
+      } while (this.#checkAgain && !this.#closed);
+    })().finally(() => {
+      this.#checking = undefined;
+    });
+    return this.#checking;
+  }
+
+  async #checkDirectory(state: DirectoryState): Promise<void> {
+    const { logger } = this.#options;
+    try {
+      let identity: string;
+      try {
+        const stats = await stat(state.directory);
+        if (!stats.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+        identity = `${stats.dev}:${stats.ino}`;
+      } catch (error) {
+        if (this.#closed) return;
+        if (state.watcher !== undefined) {
+          await this.#dropWatcher(state);
+          state.problem = undefined;
+        }
+        this.#reportProblem(state, error);
+        return;
+      }
+      if (this.#closed) return;
+      if (state.watcher !== undefined && state.identity === identity) {
+        // chokidar can miss a file created while it starts watching; a cheap re-read catches it up.
+        await state.watcher.reconcile();
+        return;
+      }
+      if (state.watcher !== undefined) await this.#dropWatcher(state);
+      if (this.#closed) return;
+      if (state.problem !== undefined) logger.info(`command directory appeared: ${state.directory}`);
+      state.problem = undefined;
+      state.identity = identity;
+      state.watcher = watchCommandDirectory({
+        directory: state.directory,
+        reportInitial: this.#started,
+        onChange: (event) => this.#emit(event),
+        onDirectoryGone: () => void this.#checkDirectories(),
+        onError: (error) => logger.warn(`watching command directory ${state.directory} failed: ${error.message}`),
+      });
+      await state.watcher.ready;
+      logger.debug(`watching command directory ${state.directory} (${state.watcher.names.size} candidate files)`);
+    } catch (error) {
+      logger.error(`checking command directory ${state.directory} failed: ${errorMessage(error)}`);
+    }
+  }
+
+  // Stop watching a directory that went away or was replaced; its files are reported removed.
+  async #dropWatcher(state: DirectoryState): Promise<void> {
+    const watcher = state.watcher;
+    if (watcher === undefined) return;
+    state.watcher = undefined;
+    state.identity = undefined;
+    const names = [...watcher.names];
+    await watcher.close();
+    for (const name of names) this.#emit({ type: COMMAND_CHANGE_TYPES.remove, name, directory: state.directory });
+  }
+
+  #emit(event: CommandChangeEvent): void {
+    if (!this.#closed) this.#options.onChange(event);
+  }
+}
+
+// Start monitoring command directories (watchers only with `watch`); never throws, problems are logged.
+export function createCommandDirectoryMonitor(options: CommandDirectoryMonitorOptions): CommandDirectoryMonitor {
+  return new DirectoryMonitor(options);
+}

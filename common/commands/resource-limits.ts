@@ -1,0 +1,74 @@
+// Resource limits and the user commands run as, resolved once at start-up. Node cannot set rlimits on a
+// child, so limits are applied by util-linux `prlimit` as an argv prefix (no shell involved).
+import { access, constants, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { COMMAND_PATH } from './runner.js';
+import { ConfigError } from '../wire/errors.js';
+
+/** The limits `--rlimit` accepts, by prlimit's option names. */
+export const RLIMITS = {
+  nofile: 'open files',
+  nproc: 'processes of the user',
+  as: 'address space (bytes)',
+  cpu: 'CPU time (seconds)',
+  fsize: 'file size (bytes)',
+  core: 'core file size (bytes)',
+} as const;
+export type RlimitName = keyof typeof RLIMITS;
+
+export interface ResourceLimit {
+  name: RlimitName;
+  value: number;
+}
+
+// Parse `NAME=VALUE` (VALUE may end in K, M or G), e.g. `nofile=1024`, `as=2G`, `cpu=600`.
+export function parseResourceLimit(text: string): ResourceLimit {
+  const match = /^([a-z]+)=(\d+)([KMG])?$/i.exec(text.trim());
+  const name = match?.[1]?.toLowerCase();
+  if (!match || !name || !(name in RLIMITS)) {
+    throw new ConfigError(`Expected \`--rlimit NAME=VALUE\` with NAME one of ${Object.keys(RLIMITS).join(', ')} (e.g. nofile=1024, as=2G), got \`${text}\``);
+  }
+  const factor = { K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(match[3] ?? '').toUpperCase() as 'K' | 'M' | 'G'] ?? 1;
+  return { name: name as RlimitName, value: Number(match[2]) * factor };
+}
+
+// The argv prefix that applies the limits (hard and soft), or [] for none. Fails at start-up, not at the
+// first command, when prlimit is missing.
+export async function resolveLimitsWrapper(limits: readonly ResourceLimit[]): Promise<string[]> {
+  if (limits.length === 0) return [];
+  let prlimit: string | undefined;
+  for (const dir of COMMAND_PATH.split(':')) {
+    const candidate = path.join(dir, 'prlimit');
+    if (await access(candidate, constants.X_OK).then(() => true, () => false)) {
+      prlimit = candidate;
+      break;
+    }
+  }
+  if (!prlimit) throw new ConfigError('`--rlimit` needs the `prlimit` program (util-linux); install it (apt-get install util-linux) or drop `--rlimit`');
+  return [prlimit, ...limits.map((limit) => `--${limit.name}=${limit.value}:${limit.value}`), '--'];
+}
+
+export interface RunAs {
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+// Look a user up in /etc/passwd (name or numeric uid) for `--run-as`.
+export async function resolveRunAs(user: string, passwdPath = '/etc/passwd'): Promise<RunAs> {
+  const lines = (await readFile(passwdPath, 'utf8')).split('\n');
+  for (const line of lines) {
+    const [name, , uid, gid, , home] = line.split(':');
+    if (name === user || uid === user) {
+      if (uid === undefined || gid === undefined) break;
+      return { uid: Number(uid), gid: Number(gid), home: home || '/' };
+    }
+  }
+  throw new ConfigError(`\`--run-as ${user}\`: no such user in ${passwdPath}; create it (useradd --system ${user}) or give an existing one`);
+}
+
+// The service options for `--rlimit` and `--run-as` values (validated here, before any daemon I/O).
+export async function resolveCommandIdentity(rlimits: readonly string[], runAs: string | undefined): Promise<{ wrapper: string[]; uid?: number; gid?: number; home?: string }> {
+  const wrapper = await resolveLimitsWrapper(rlimits.map(parseResourceLimit));
+  return runAs === undefined ? { wrapper } : { wrapper, ...(await resolveRunAs(runAs)) };
+}

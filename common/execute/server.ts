@@ -1,0 +1,389 @@
+// Serves `commands.list` and `execute` on a peer: resolves the command in the command directories,
+// runs it under the limits, streams its output with flow control and answers with its outcome.
+import { bulkDataOf, encodeBulkLine } from '../wire/bulk-line.js';
+import { buildCommandEnv } from '../commands/env.js';
+import { runCommand, type RunningCommand } from '../commands/runner.js';
+import { CanceledError, ConfigError, RpcError, errorMessage } from '../wire/errors.js';
+import { validateExecuteParams } from './params.js';
+import { FlowWindow } from './flow-window.js';
+import { sharedLauncherPool } from '../commands/launcher-pool.js';
+import { silentLogger, type Logger } from '../base/logger.js';
+import {
+  ERROR_CODES,
+  MAX_CHUNK_BYTES,
+  METHODS,
+  isRecord,
+  isRequestId,
+  type AgentInfo,
+  type CommandInfo,
+  type ExecuteParams,
+  type ExecuteResult,
+  type OutputStream,
+  type RequestId,
+  type Side,
+} from '../wire/protocol.js';
+import type { RequestContext, RpcPeer } from '../wire/rpc-peer.js';
+
+/** Where commands come from (common/commands/registry.ts implements it). */
+export interface CommandSource {
+  list(): Promise<CommandInfo[]>;
+  resolve(name: string): Promise<{ path: string } | undefined>;
+}
+
+export interface CommandServiceOptions {
+  side: Side;
+  commands: CommandSource;
+  logger?: Logger;
+  /** Commands running at once on this connection; more wait in a queue. Default 8. */
+  maxConcurrent?: number;
+  /** Requests waiting for a slot; more are answered `busy`. Default 1 024. */
+  maxQueued?: number;
+  /** Longest a command may run, whatever the caller asks; 0 = no cap. Default 1 hour. */
+  maxTimeoutMs?: number;
+  /** Bytes of stdout (and of stderr) sent per command; the rest is read and dropped, and the result says so. 0 = no cap. Default 1 GiB. */
+  maxOutputBytes?: number;
+  /** SIGTERM-to-SIGKILL delay. Default 5 000 ms. */
+  killGraceMs?: number;
+  /** Grace for leftovers holding the output open after the command exits. Default 1 000 ms. */
+  exitDrainMs?: number;
+  /**
+   * Pre-forked launchers kept ready for this daemon's commands (common/commands/launcher-pool.ts): a command then
+   * starts without a fork of the daemon. Shared by every connection of the process. 0 = always spawn
+   * directly. Default 2.
+   */
+  prespawn?: number;
+  /** argv prefix applied to every command (resource limits, e.g. `prlimit ... --`). */
+  wrapper?: readonly string[];
+  /** Run commands as this user and group (`--run-as`), with `home` as HOME. */
+  uid?: number;
+  gid?: number;
+  home?: string;
+  /** NEGOTIATOR_CHANNEL for commands: the channel's name (`negotiator-host-to-guest.0`); default the peer's label. */
+  channelName?: string;
+  /** Extra environment for commands run for this peer (the host adds NEGOTIATOR_GUEST). */
+  extraEnv?: (peer: AgentInfo) => Record<string, string>;
+  /** Called once per finished execute (for the daemons' logs). */
+  onExecuted?: (record: ExecutedRecord) => void;
+}
+type ResolvedOptions = Readonly<Required<Omit<CommandServiceOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted'>>> &
+  Pick<CommandServiceOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted'>;
+
+export interface ExecutedRecord {
+  command: string;
+  args: string[];
+  requestId: RequestId;
+  peer: AgentInfo;
+  result?: ExecuteResult;
+  error?: string;
+}
+
+// One log phrase for a finished execute: "`name` (2 args): exit 0 in 12 ms".
+export function describeExecuted(record: ExecutedRecord): string {
+  const result = record.result;
+  const outcome = result
+    ? `exit ${result.exitCode ?? result.signal}${result.timedOut ? ' (timed out)' : ''}${result.outputTruncated ? ' (output capped)' : ''} in ${result.durationMs} ms`
+    : `failed: ${record.error}`;
+  return `\`${record.command}\` (${record.args.length} args): ${outcome}`;
+}
+
+/** Handle to a registered service; `cancelAll` and `idle` serve the daemons' shutdown. */
+export interface CommandService {
+  readonly running: number;
+  readonly queued: number;
+  /** Abort every queued and running execute. */
+  cancelAll(reason: string): void;
+  /** Resolves when nothing runs or waits (or after `timeoutMs`, with false). */
+  idle(timeoutMs: number): Promise<boolean>;
+}
+
+interface Execution {
+  params: ExecuteParams;
+  output: FlowWindow;
+  /** stdin chunks received before the command started. */
+  earlyInput: Buffer[];
+  earlyInputBytes: number;
+  inputEnded: boolean;
+  child?: RunningCommand;
+  context: RequestContext;
+  abort: (error: Error) => void;
+}
+
+function resolveOptions(options: CommandServiceOptions): ResolvedOptions {
+  const resolved = {
+    ...options,
+    logger: options.logger ?? silentLogger,
+    maxConcurrent: options.maxConcurrent ?? 8,
+    maxQueued: options.maxQueued ?? 1024,
+    maxTimeoutMs: options.maxTimeoutMs ?? 3_600_000,
+    maxOutputBytes: options.maxOutputBytes ?? 1024 ** 3,
+    killGraceMs: options.killGraceMs ?? 5000,
+    exitDrainMs: options.exitDrainMs ?? 1000,
+    prespawn: options.prespawn ?? 2,
+    wrapper: options.wrapper ?? [],
+  };
+  for (const key of ['maxConcurrent', 'maxQueued', 'maxTimeoutMs', 'maxOutputBytes', 'killGraceMs', 'exitDrainMs', 'prespawn'] as const) {
+    const value = resolved[key];
+    if (!Number.isSafeInteger(value) || value < 0 || (key === 'maxConcurrent' && value === 0)) {
+      throw new ConfigError(`Expected the \`${key}\` option to be a ${key === 'maxConcurrent' ? 'positive' : 'non-negative'} integer, got \`${value}\``);
+    }
+  }
+  return Object.freeze(resolved);
+}
+
+// Register `commands.list`, `execute` and the execute stream notifications on `peer`.
+export function registerCommandService(peer: RpcPeer, options: CommandServiceOptions): CommandService {
+  const config = resolveOptions(options);
+  const log = config.logger;
+  const launchers =
+    config.prespawn > 0
+      ? sharedLauncherPool({ size: config.prespawn, cwd: '/', ...(config.uid !== undefined ? { uid: config.uid } : {}), ...(config.gid !== undefined ? { gid: config.gid } : {}) })
+      : undefined;
+  launchers?.warm();
+  const executions = new Map<RequestId, Execution>();
+  const queue: Array<{ start: () => void; reject: (error: Error) => void }> = [];
+  let running = 0;
+  const idleWaiters: Array<() => void> = [];
+
+  const release = (): void => {
+    running--;
+    const next = queue.shift();
+    if (next) next.start();
+    if (running === 0 && queue.length === 0) for (const wake of idleWaiters.splice(0)) wake();
+  };
+  // Wait for a run slot, giving up when the request is aborted.
+  const acquire = (signal: AbortSignal): Promise<void> => {
+    if (running < config.maxConcurrent) {
+      running++;
+      return Promise.resolve();
+    }
+    if (queue.length >= config.maxQueued) {
+      return Promise.reject(new RpcError(ERROR_CODES.busy, `busy: ${running} commands running and ${queue.length} waiting (\`maxQueued\`); retry later`));
+    }
+    return new Promise((resolve, reject) => {
+      const entry = {
+        start: () => {
+          signal.removeEventListener('abort', onAbort);
+          running++;
+          resolve();
+        },
+        reject,
+      };
+      const onAbort = (): void => {
+        const index = queue.indexOf(entry);
+        if (index >= 0) queue.splice(index, 1);
+        reject(signal.reason instanceof Error ? signal.reason : new CanceledError('canceled while waiting to run'));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      queue.push(entry);
+    });
+  };
+
+  peer.handle(METHODS.listCommands, async () => ({ commands: await config.commands.list() }));
+
+  peer.handle(METHODS.execute, async (rawParams, context) => {
+    const params = validateExecuteParams(rawParams);
+    const receivedAt = Date.now();
+    const record: ExecutedRecord = { command: params.command, args: params.args, requestId: context.id, peer: context.peerInfo };
+    const controller = new AbortController();
+    const onContextAbort = (): void => controller.abort(context.signal.reason);
+    context.signal.addEventListener('abort', onContextAbort, { once: true });
+    const execution: Execution = {
+      params,
+      output: new FlowWindow(params.window),
+      earlyInput: [],
+      earlyInputBytes: 0,
+      inputEnded: !params.stdin,
+      context,
+      abort: (error) => controller.abort(error),
+    };
+    executions.set(context.id, execution);
+    try {
+      const resolved = await config.commands.resolve(params.command);
+      if (!resolved) {
+        const available = (await config.commands.list()).map((c) => c.name);
+        throw new RpcError(
+          ERROR_CODES.commandNotFound,
+          `command \`${params.command}\` not found on the ${config.side}; available: ${available.join(', ') || '(none)'}`,
+          { command: params.command, available },
+        );
+      }
+      await acquire(controller.signal);
+      try {
+        const result = await runExecution(execution, resolved.path, receivedAt, controller.signal);
+        record.result = result;
+        return result;
+      } finally {
+        release();
+      }
+    } catch (error) {
+      record.error = errorMessage(error);
+      throw error;
+    } finally {
+      context.signal.removeEventListener('abort', onContextAbort);
+      execution.output.close();
+      executions.delete(context.id);
+      config.onExecuted?.(record);
+    }
+  });
+
+  async function runExecution(execution: Execution, file: string, receivedAt: number, signal: AbortSignal): Promise<ExecuteResult> {
+    const { params, context } = execution;
+    // The caller's deadline counts from when the request arrived, time in the queue included.
+    const requested = params.timeoutMs === 0 ? config.maxTimeoutMs : Math.min(params.timeoutMs, config.maxTimeoutMs || params.timeoutMs);
+    const remaining = requested === 0 ? 0 : requested - (Date.now() - receivedAt);
+    if (requested !== 0 && remaining <= 0) {
+      throw new RpcError(ERROR_CODES.requestTimeout, `command \`${params.command}\` did not start within its ${requested} ms deadline (waiting for a free slot)`);
+    }
+    if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CanceledError('canceled');
+    const env = buildCommandEnv({
+      side: config.side,
+      command: params.command,
+      requestId: context.id,
+      peer: context.peerInfo,
+      channel: config.channelName ?? peer.options.label,
+      timeoutSeconds: Math.ceil(remaining / 1000),
+      extra: config.extraEnv?.(context.peerInfo) ?? {},
+      ...(config.home !== undefined ? { home: config.home } : {}),
+    });
+    const child = runCommand({
+      file,
+      args: params.args,
+      env,
+      stdin: params.stdin,
+      timeoutMs: remaining,
+      killGraceMs: config.killGraceMs,
+      exitDrainMs: config.exitDrainMs,
+      signal,
+      wrapper: config.wrapper,
+      ...(launchers ? { launchers } : {}),
+      ...(config.uid !== undefined ? { uid: config.uid } : {}),
+      ...(config.gid !== undefined ? { gid: config.gid } : {}),
+    });
+    execution.child = child;
+    if (child.stdin) {
+      for (const chunk of execution.earlyInput) writeInput(execution, chunk);
+      execution.earlyInput = [];
+      if (execution.inputEnded) child.stdin.end();
+    }
+    const counters = { stdout: 0, stderr: 0, truncated: false };
+    const pumps = Promise.all([
+      pumpOutput(execution, child.stdout, 'stdout', counters),
+      pumpOutput(execution, child.stderr, 'stderr', counters),
+    ]);
+    // Awaited below; this only keeps a spawn failure (outcome rejects first) from leaving it unhandled.
+    pumps.catch(() => {});
+    // Output still buffered when the command exits is delivered in full: the window closes only when
+    // nobody will read any more (cancel, or the session ended).
+    const closeWindow = (): void => execution.output.close();
+    signal.addEventListener('abort', closeWindow, { once: true });
+    let outcome;
+    try {
+      outcome = await child.outcome;
+      await pumps;
+    } finally {
+      signal.removeEventListener('abort', closeWindow);
+    }
+    return {
+      ...outcome,
+      stdoutBytes: counters.stdout,
+      stderrBytes: counters.stderr,
+      outputTruncated: counters.truncated,
+    };
+  }
+
+  // Forward one output stream to the caller, at most a window ahead of its acknowledgements.
+  async function pumpOutput(
+    execution: Execution,
+    stream: NodeJS.ReadableStream,
+    name: OutputStream,
+    counters: { stdout: number; stderr: number; truncated: boolean },
+  ): Promise<void> {
+    for await (const data of stream) {
+      let chunk = data as Buffer;
+      const cap = config.maxOutputBytes;
+      if (cap > 0 && counters[name] + chunk.length > cap) {
+        if (!counters.truncated) log.warn(`command \`${execution.params.command}\`: ${name} exceeded the ${cap}-byte cap (\`maxOutputBytes\`); the rest is dropped`);
+        counters.truncated = true;
+        chunk = chunk.subarray(0, Math.max(0, cap - counters[name]));
+      }
+      for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
+        const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
+        // A closed window (request over) still drains the pipe so the command is not blocked.
+        if (!(await execution.output.reserve(piece.length))) break;
+        counters[name] += piece.length;
+        await execution.context.sendLine(encodeBulkLine(METHODS.executeOutput, execution.context.id, name, piece));
+      }
+    }
+  }
+
+  function writeInput(execution: Execution, chunk: Buffer): void {
+    const stdin = execution.child?.stdin;
+    if (!stdin || stdin.destroyed) return;
+    stdin.write(chunk, () => void execution.context.notify(METHODS.executeInputAck, { id: execution.context.id, bytes: chunk.length }));
+  }
+
+  peer.onNotification(METHODS.executeOutputAck, (params) => {
+    const execution = findExecution(params, 'execute.outputAck');
+    if (!execution || !isRecord(params)) return;
+    if (!execution.output.ack(params.bytes as number)) {
+      log.warn(`${peer.options.label}: \`execute.outputAck\` of ${JSON.stringify(params.bytes)} bytes for request ${String(execution.context.id)} is more than was sent; canceling it`);
+      execution.abort(new RpcError(ERROR_CODES.flowControl, 'flow-control violation: acknowledged more output than was sent'));
+    }
+  });
+
+  peer.onNotification(METHODS.executeInput, (params) => {
+    const execution = findExecution(params, 'execute.input');
+    if (!execution || !isRecord(params)) return;
+    if (!execution.params.stdin || execution.inputEnded) {
+      log.warn(`${peer.options.label}: \`execute.input\` for request ${String(execution.context.id)} that takes no (more) stdin; ignored`);
+      return;
+    }
+    const chunk = bulkDataOf(params);
+    if (chunk) {
+      const child = execution.child;
+      const buffered = child?.stdin ? child.stdin.writableLength : execution.earlyInputBytes;
+      if (buffered + chunk.length > execution.params.window * 2) {
+        execution.abort(new RpcError(ERROR_CODES.flowControl, `flow-control violation: more than ${execution.params.window * 2} stdin bytes sent without acknowledgement`));
+        return;
+      }
+      if (child) writeInput(execution, chunk);
+      else {
+        execution.earlyInput.push(chunk);
+        execution.earlyInputBytes += chunk.length;
+      }
+    }
+    if (params.eof === true) {
+      execution.inputEnded = true;
+      execution.child?.stdin?.end();
+    }
+  });
+
+  function findExecution(params: unknown, method: string): Execution | undefined {
+    const id = isRecord(params) ? params.id : undefined;
+    const execution = isRequestId(id) ? executions.get(id) : undefined;
+    if (!execution) log.debug(`${peer.options.label}: \`${method}\` for unknown or finished request ${JSON.stringify(id)}; ignored`);
+    return execution;
+  }
+
+  return {
+    get running() {
+      return running;
+    },
+    get queued() {
+      return queue.length;
+    },
+    cancelAll(reason) {
+      for (const execution of executions.values()) execution.abort(new CanceledError(reason));
+    },
+    idle(timeoutMs) {
+      if (running === 0 && queue.length === 0) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(false), timeoutMs);
+        idleWaiters.push(() => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+    },
+  };
+}

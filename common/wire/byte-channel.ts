@@ -1,0 +1,33 @@
+// The transport seam: the RPC peer speaks to a ByteChannel and never to a socket, a device or a stream
+// directly. Adapters: common/wire/stream-channel.ts (any node Duplex: UNIX socket, TCP, in-memory pair),
+// guest/port-channel.ts (a virtio-serial or serial device held open for the daemon's life).
+
+/**
+ * A bidirectional byte stream.
+ *
+ * Lifecycle: listeners are attached once, before data flows (the adapter buffers nothing for late
+ * listeners). `onClose` fires at most once, after which `write` rejects. `close()` is idempotent.
+ */
+export interface ByteChannel {
+  /** Human-readable name for logs and errors (a socket path, a device). */
+  readonly description: string;
+  onData(listener: (chunk: Buffer) => void): void;
+  /** The channel is gone for good (error: why, when it failed rather than ended). */
+  onClose(listener: (error?: Error) => void): void;
+  /**
+   * Optional: the far end went away and came back on the same channel (a virtio-serial port whose host
+   * reconnected). Bytes before and after belong to different sessions; the peer re-handshakes.
+   */
+  onReset?(listener: () => void): void;
+  /**
+   * Queue bytes for sending, in call order. Resolves when the bytes are handed to the OS or the channel
+   * can take more without growing its buffer (backpressure); rejects when the channel failed.
+   */
+  write(chunk: Buffer): Promise<void>;
+  /** Bytes accepted by `write` and not yet handed to the OS. */
+  readonly pendingWriteBytes: number;
+  /** Stop / restart delivering data (used when the peer does not read our replies). */
+  pause(): void;
+  resume(): void;
+  close(): Promise<void>;
+}

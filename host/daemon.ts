@@ -4,7 +4,7 @@
 import { readLocalAgentInfo, readPackageVersion } from '../common/wire/agent-info.js';
 import { startAgentSession } from '../common/daemon/agent-session.js';
 import { createCommandRegistry } from '../common/commands/registry.js';
-import { describeExecuted, type CommandServiceOptions } from '../common/execute/server.js';
+import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
 import { RpcError } from '../common/wire/errors.js';
@@ -21,7 +21,7 @@ export interface HostDaemonOptions {
   controlSocket: string;
   controlMode: number;
   controlGid?: number;
-  limits: Omit<CommandServiceOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv'>;
+  limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv'>;
   requestTimeoutMs: number;
   maxLineBytes: number;
   graceMs: number;

@@ -37,6 +37,11 @@ export interface PeerOptions {
   maxLineBytes?: number;
   /** Default deadline of `request()`, ms; 0 = none. Default 10 000. */
   requestTimeoutMs?: number;
+  /**
+   * Longest wait for the handshake when a request or `waitForReady` has no deadline of its own (0):
+   * "no timeout" bounds the command, never the wait for an agent that is not there. Default 10 000.
+   */
+  handshakeTimeoutMs?: number;
   /** First hello retry interval, ms, doubling up to `maxHelloRetryMs`. Defaults 1 000 / 30 000. */
   helloRetryMs?: number;
   maxHelloRetryMs?: number;
@@ -66,12 +71,13 @@ export function resolvePeerOptions(options: PeerOptions): ResolvedPeerOptions {
     logger: options.logger ?? silentLogger,
     maxLineBytes: options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
     requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_TIMEOUT_MS,
     helloRetryMs: options.helloRetryMs ?? 1000,
     maxHelloRetryMs: options.maxHelloRetryMs ?? 30_000,
     maxIncomingRequests: options.maxIncomingRequests ?? 4096,
     maxWriteBacklogBytes: options.maxWriteBacklogBytes ?? 16 * 1024 * 1024,
   };
-  for (const key of ['maxLineBytes', 'requestTimeoutMs', 'helloRetryMs', 'maxHelloRetryMs', 'maxIncomingRequests', 'maxWriteBacklogBytes'] as const) {
+  for (const key of ['maxLineBytes', 'requestTimeoutMs', 'handshakeTimeoutMs', 'helloRetryMs', 'maxHelloRetryMs', 'maxIncomingRequests', 'maxWriteBacklogBytes'] as const) {
     const value = resolved[key];
     if (!Number.isSafeInteger(value) || value < 0) {
       throw new ConfigError(`Expected the \`${key}\` option to be a non-negative integer, got \`${value}\``);

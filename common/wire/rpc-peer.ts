@@ -88,7 +88,7 @@ export class RpcPeer extends EventEmitter {
       localInfo: () => this.localInfo,
       isSettled: () => this.#closed || this.#ready,
     });
-    this.#outgoing = new OutgoingRequests({ label, cancelRemote: (id) => void this.notify(METHODS.cancel, { id }) });
+    this.#outgoing = new OutgoingRequests({ label, handshakeTimeoutMs: this.options.handshakeTimeoutMs, cancelRemote: (id) => void this.notify(METHODS.cancel, { id }) });
     channel.onData((chunk) => this.#onData(chunk));
     channel.onClose((error) => {
       this.#reader.end();
@@ -142,7 +142,9 @@ export class RpcPeer extends EventEmitter {
   }
 
   // Resolve with the peer's info once the handshake is done; reject on timeout, close or handshake error.
-  waitForReady(timeoutMs: number = this.options.requestTimeoutMs, signal?: AbortSignal): Promise<AgentInfo> {
+  // A timeout of 0 ("none") still waits at most `handshakeTimeoutMs`: an absent agent never answers.
+  waitForReady(requestedMs: number = this.options.requestTimeoutMs, signal?: AbortSignal): Promise<AgentInfo> {
+    const timeoutMs = requestedMs === 0 ? this.options.handshakeTimeoutMs : requestedMs;
     if (this.#ready && this.#peerInfo) return Promise.resolve(this.#peerInfo);
     if (this.#closed) return Promise.reject(this.#closeError ?? new ChannelClosedError(`channel ${this.options.label} is closed`));
     if (this.#handshakeError) return Promise.reject(this.#handshakeError);

@@ -7,12 +7,11 @@ import { createCommandRegistry } from '../common/commands/registry.js';
 import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
-import { RpcError } from '../common/wire/errors.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
 import type { Logger } from '../common/base/logger.js';
-import { CHANNEL_NAMES, ERROR_CODES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
-import type { RpcPeer } from '../common/wire/rpc-peer.js';
+import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import { GuestConnections } from './guest-connections.js';
+import { resolveGuestPeer } from './guest-upstream.js';
 import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-registry.js';
 
 export interface HostDaemonOptions {
@@ -72,23 +71,6 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
   });
   await discovery.ready;
 
-  // The guest's outbound peer for a CLI request, or an error that says what to do.
-  const resolveGuest = async (params: Record<string, unknown>): Promise<RpcPeer> => {
-    const name = params.guest;
-    if (typeof name !== 'string' || name === '') {
-      throw new RpcError(ERROR_CODES.invalidParams, 'which guest? pass its name (negotiator-host --execute CMD GUEST)');
-    }
-    const connection = connections.get(name);
-    if (!connection) {
-      const known = connections.list().map((c) => c.guest.name);
-      throw new RpcError(ERROR_CODES.unknownGuest, `unknown guest \`${name}\`; known guests: ${known.join(', ') || '(none: is libvirt reachable, or pass --guest NAME=...?)'}`, { guest: name, known });
-    }
-    if (!connection.outbound) {
-      throw new RpcError(ERROR_CODES.unknownGuest, `guest \`${name}\` has no negotiator channels: add them to its domain (see libvirt/ and the README), then stop and start it`, { guest: name });
-    }
-    return connection.outbound.waitForPeer(options.requestTimeoutMs);
-  };
-
   let control: ControlServer;
   try {
     control = await startControlServer({
@@ -98,7 +80,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
       localInfo: info,
       logger: log.child('control'),
       register: (peer) => {
-        registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: resolveGuest });
+        registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: (params) => resolveGuestPeer(connections, params, options.requestTimeoutMs) });
         peer.handle(METHODS.listGuests, () => ({ guests: connections.status() }));
         peer.handle(METHODS.status, () => ({ agent: info, guests: connections.status() }));
       },

@@ -12,7 +12,8 @@ import type { Logger } from '../common/base/logger.js';
 import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import { GuestConnections } from './guest-connections.js';
 import { resolveGuestPeer } from './guest-upstream.js';
-import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-registry.js';
+import { describeRole } from './guest-model.js';
+import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-discovery.js';
 
 export interface HostDaemonOptions {
   discovery: GuestDiscoveryOptions;
@@ -38,16 +39,16 @@ export interface HostDaemon {
 export async function startHostDaemon(options: HostDaemonOptions): Promise<HostDaemon> {
   const log = options.logger;
   const info = await readLocalAgentInfo('host');
-  const registry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
-  await registry.ready;
+  const commands = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
+  await commands.ready;
   const discovery = createGuestDiscovery({ ...options.discovery, logger: log.child('discovery') });
 
   const connections = new GuestConnections({
-    registry: discovery.registry,
+    guests: discovery.guests,
     logger: log,
     graceMs: options.graceMs,
     startSession: (guest, role, channel) => {
-      const label = `guest ${guest.name} (${role === 'hostToGuest' ? 'host-to-guest' : 'guest-to-host'})`;
+      const label = `guest ${guest.name} (${describeRole(role)})`;
       return startAgentSession({
         channel,
         label,
@@ -57,7 +58,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes },
         serve: {
           side: 'host',
-          commands: registry,
+          commands,
           channelName: CHANNEL_NAMES[role],
           ...options.limits,
           extraEnv: () => ({
@@ -88,7 +89,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
   } catch (error) {
     await connections.close('start-up failed');
     await discovery.close();
-    await registry.close();
+    await commands.close();
     throw error;
   }
   await announceReady(
@@ -105,7 +106,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         await control.close();
         await discovery.close();
         await connections.close(reason);
-        await registry.close();
+        await commands.close();
       })();
       return stopping;
     },

@@ -11,6 +11,7 @@ import { execa } from 'execa';
 import t from 'tap';
 import { createLogger } from '../../common/base/logger.js';
 import { createGuestDiscovery, type DiscoveredGuest, type GuestEventName, type GuestRegistry } from '../../host/guest-registry.js';
+import { vmScenarioSkip } from '../helpers/vm.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const LIBVIRT_GUEST = path.resolve(REPO, '..', 'shared', 'vm', 'libvirt-guest.sh');
@@ -69,7 +70,7 @@ async function pathsFromVirsh(): Promise<{ hostToGuest?: string; guestToHost?: s
 
 const isSocket = (socketPath: string | undefined): boolean => socketPath !== undefined && statSync(socketPath, { throwIfNoEntry: false })?.isSocket() === true;
 
-const skip = findSkipReason();
+const skip = vmScenarioSkip('the libvirt discovery scenario', findSkipReason());
 if (!skip) t.setTimeout(480_000);
 
 t.test('discovery follows a real libvirt domain through start, stop and restart', { skip }, async (t) => {

@@ -13,6 +13,7 @@ import { createLogger } from '../../common/base/logger.js';
 import { createGuestDiscovery } from '../../host/guest-discovery.js';
 import type { DiscoveredGuest, GuestEventName } from '../../host/guest-model.js';
 import type { GuestTable } from '../../host/guest-table.js';
+import { vmScenarioSkip } from '../helpers/vm.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const LIBVIRT_GUEST = path.resolve(REPO, '..', 'shared', 'vm', 'libvirt-guest.sh');
@@ -71,7 +72,7 @@ async function pathsFromVirsh(): Promise<{ hostToGuest?: string; guestToHost?: s
 
 const isSocket = (socketPath: string | undefined): boolean => socketPath !== undefined && statSync(socketPath, { throwIfNoEntry: false })?.isSocket() === true;
 
-const skip = findSkipReason();
+const skip = vmScenarioSkip('the libvirt discovery scenario', findSkipReason());
 if (!skip) t.setTimeout(480_000);
 
 t.test('discovery follows a real libvirt domain through start, stop and restart', { skip }, async (t) => {

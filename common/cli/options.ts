@@ -1,9 +1,8 @@
 // Option parsing shared by both CLIs (commander), validated at the edge with messages that name the fix.
 import { InvalidArgumentError, Option, type Command, type OptionValues } from 'commander';
-import { execFileSync } from 'node:child_process';
 import { EXIT_CODES, formatCliError } from './actions.js';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { systemIdentities, type IdentityLookup } from '../base/identity.js';
 import type { LogLevel } from '../base/logger.js';
 
 /** The user's command directory, as Negotiator's. */
@@ -55,18 +54,17 @@ export function increment(_value: string, previous: number): number {
   return previous + 1;
 }
 
-// A group name or number to a gid: `getent group` (sees LDAP/sssd groups), else /etc/group.
+// `--control-group`: a group name or number to a gid, as the system resolves it (getent, then /etc/group).
 export function parseGroup(value: string): number {
+  return resolveGroup(value, systemIdentities);
+}
+
+// parseGroup with the lookup given (commander passes a second argument, so the seam is not a default).
+export function resolveGroup(value: string, identities: IdentityLookup): number {
   if (/^\d+$/.test(value)) return Number(value);
-  let line: string | undefined;
-  try {
-    line = execFileSync('getent', ['group', value], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0];
-  } catch {
-    line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[0] === value);
-  }
-  const gid = line?.split(':')[2];
-  if (!gid) throw new InvalidArgumentError(`no group \`${value}\` (create it with groupadd, or give a number)`);
-  return Number(gid);
+  const group = identities.group(value);
+  if (!group) throw new InvalidArgumentError(`no group \`${value}\` (create it with groupadd, or give a number)`);
+  return group.gid;
 }
 
 /** The daemon options both CLIs share, as parsed (see addServingOptions for their meaning and defaults). */

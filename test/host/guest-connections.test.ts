@@ -26,13 +26,21 @@ async function listen(t: Test, file: string): Promise<{ accepted: Socket[] }> {
   return { accepted };
 }
 
-t.test('a guest that changes channels and then goes down while its old channels close stays down (defect 3)', async (t) => {
+// Two listening socket paths for one guest's host-to-guest channel, before and after it moves.
+async function twoSockets(t: Test): Promise<{ oldPath: string; newPath: string }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'guest-connections-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const oldPath = path.join(dir, 'old', 'h2g');
   const newPath = path.join(dir, 'new', 'h2g');
   await listen(t, oldPath);
   await listen(t, newPath);
+  return { oldPath, newPath };
+}
+
+const guestAt = (file: string): DiscoveredGuest => ({ name: 'vm', source: 'static', channels: { hostToGuest: { path: file } } });
+
+t.test('a guest that changes channels and then goes down while its old channels close stays down (defect 3)', async (t) => {
+  const { oldPath, newPath } = await twoSockets(t);
   const opened: string[] = [];
   let finishStop: () => void = () => {};
   const stopHeld = new Promise<void>((resolve) => (finishStop = resolve));
@@ -48,11 +56,10 @@ t.test('a guest that changes channels and then goes down while its old channels 
     },
   });
   t.teardown(() => connections.close('test over'));
-  const guest = (file: string): DiscoveredGuest => ({ name: 'vm', source: 'static', channels: { hostToGuest: { path: file } } });
 
-  table.set(guest(oldPath));
+  table.set(guestAt(oldPath));
   while (opened.length === 0) await sleep(10); // bounded by tap's timeout
-  table.set(guest(newPath)); // guest-changed: its old channels start closing (held open by the session)
+  table.set(guestAt(newPath)); // guest-changed: its old channels start closing (held open by the session)
   table.delete('static', 'vm'); // guest-down while they close
   finishStop();
   await sleep(300);
@@ -62,12 +69,7 @@ t.test('a guest that changes channels and then goes down while its old channels 
 });
 
 t.test('a guest whose channels move is reopened on the new ones', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'guest-connections-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const oldPath = path.join(dir, 'old', 'h2g');
-  const newPath = path.join(dir, 'new', 'h2g');
-  await listen(t, oldPath);
-  await listen(t, newPath);
+  const { oldPath, newPath } = await twoSockets(t);
   const opened: string[] = [];
   const table = new GuestTable();
   const connections = new GuestConnections({
@@ -80,10 +82,9 @@ t.test('a guest whose channels move is reopened on the new ones', async (t) => {
     },
   });
   t.teardown(() => connections.close('test over'));
-  const guest = (file: string): DiscoveredGuest => ({ name: 'vm', source: 'static', channels: { hostToGuest: { path: file } } });
-  table.set(guest(oldPath));
+  table.set(guestAt(oldPath));
   while (opened.length === 0) await sleep(10);
-  table.set(guest(newPath));
+  table.set(guestAt(newPath));
   while (opened.length === 1) await sleep(10);
   t.match(opened, [new RegExp(oldPath), new RegExp(newPath)]);
   t.equal(connections.get('vm')?.guest.channels.hostToGuest?.path, newPath);

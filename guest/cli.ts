@@ -2,7 +2,7 @@
 // negotiator-guest: argument parsing only; the work is in run-guest.ts.
 import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/wire/agent-info.js';
-import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
+import { addServingOptions, parseFileMode, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { DEFAULT_GUEST_CONTROL_SOCKET, PROGRAM, runGuestCli, runGuestDoctor } from './run-guest.js';
 
@@ -19,7 +19,7 @@ const program = new Command(PROGRAM)
   .option('--host-to-guest <channel>', 'daemon: the channel the host calls us on (virtio:NAME, a device, serial:..., unix:..., tcp:...)', `virtio:${CHANNEL_NAMES.hostToGuest}`)
   .option('--guest-to-host <channel>', 'daemon: the channel we call the host on; "none" to use --host-to-guest both ways (one serial line)', `virtio:${CHANNEL_NAMES.guestToHost}`)
   .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', DEFAULT_GUEST_CONTROL_SOCKET)
-  .addOption(new Option('--control-mode <octal>', 'file mode of the control socket').default(0o660, '0660').argParser((v) => parseInt(v, 8)))
+  .addOption(new Option('--control-mode <octal>', 'file mode of the control socket').default(0o660, '0660').argParser(parseFileMode))
   .addOption(new Option('--control-group <group>', 'daemon: let this group use the control socket (unset: the daemon\'s own group)').argParser(parseGroup));
 addServingOptions(program, 'channel', 'the host')
   .addHelpText(

@@ -2,7 +2,7 @@
 // negotiator-host: argument parsing only; the work is in run-host.ts.
 import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/wire/agent-info.js';
-import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
+import { addServingOptions, parseFileMode, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
 import { DEFAULT_HOST_CONTROL_SOCKET, PROGRAM, runHostCli, runHostDoctor, runHostSetup } from './run-host.js';
 
 const program = new Command(PROGRAM)
@@ -21,7 +21,7 @@ const program = new Command(PROGRAM)
   .option('--libvirt-uri <uri>', 'libvirt connection', 'qemu:///system')
   .addOption(new Option('--rescan <seconds>', 'daemon: safety-net rescan of libvirt and --guest sockets').default(30_000, '30').argParser(parseTimeoutSeconds))
   .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', DEFAULT_HOST_CONTROL_SOCKET)
-  .addOption(new Option('--control-mode <octal>', 'file mode of the control socket (0600: root only)').default(0o600, '0600').argParser((v) => parseInt(v, 8)))
+  .addOption(new Option('--control-mode <octal>', 'file mode of the control socket (0600: root only)').default(0o600, '0600').argParser(parseFileMode))
   .addOption(new Option('--control-group <group>', 'daemon: let this group use the control socket (mode becomes 0660)').argParser(parseGroup));
 addServingOptions(program, 'guest channel', 'a guest')
   .addHelpText(

@@ -37,6 +37,15 @@ export function parseBytes(value: string): number {
   return Number(match[1]) * factor;
 }
 
+// `--control-mode OCTAL`: a socket file mode such as 0600 or 0660 (at most 0777). Checked here, at
+// parsing, so a bad value is a usage error before anything is created or listens.
+export function parseFileMode(value: string): number {
+  if (!/^[0-7]{1,4}$/.test(value.trim()) || parseInt(value, 8) > 0o777) {
+    throw new InvalidArgumentError(`expected an octal file mode such as 0600 or 0660 (digits 0-7, at most 0777), got \`${value}\``);
+  }
+  return parseInt(value, 8);
+}
+
 // A repeatable absolute directory option.
 export function collectDirectory(value: string, previous: string[] | undefined): string[] {
   if (!path.isAbsolute(value)) throw new InvalidArgumentError(`expected an absolute directory path, got \`${value}\``);

@@ -4,9 +4,9 @@ import { EXIT_CODES, formatCliError } from './actions.js';
 import path from 'node:path';
 import { systemIdentities, type IdentityLookup } from '../base/identity.js';
 import type { LogLevel } from '../base/logger.js';
+import { DEFAULT_COMMAND_DIRECTORY, type ServingOptions } from '../daemon/serving-options.js';
 
-/** The user's command directory, as Negotiator's. */
-export const DEFAULT_COMMAND_DIRECTORY = '/usr/lib/negotiator/commands';
+export { DEFAULT_COMMAND_DIRECTORY, type ServingOptions };
 
 // `--timeout SECONDS` (decimals allowed, 0 = none) to milliseconds.
 export function parseTimeoutSeconds(value: string): number {
@@ -76,21 +76,49 @@ export function resolveGroup(value: string, identities: IdentityLookup): number 
   return group.gid;
 }
 
-/** The daemon options both CLIs share, as parsed (see addServingOptions for their meaning and defaults). */
-export interface ServingOptions {
-  commandsDir?: string[];
-  builtinCommands: boolean;
-  maxConcurrent: number;
-  maxQueued: number;
-  maxCommandTimeMs: number;
-  maxOutputBytes: number;
-  killGraceMs: number;
-  prespawn: number;
-  rlimits: string[];
-  runAs?: string;
-  maxLineBytes: number;
-  graceMs: number;
-  logLevel: LogLevel;
+/** The options of a CLI that asks the other side (not the daemon's), as parsed. */
+export interface ClientOptions {
+  timeoutMs: number;
+  json: boolean;
+  /** false with `--no-stdin`. */
+  stdin: boolean;
+}
+
+// `-t/--timeout`, `--json` (`jsonWhat`: the results it applies to) and `-n/--no-stdin`.
+export function addClientOptions(program: Command, jsonWhat: string): Command {
+  return program
+    .addOption(new Option('-t, --timeout <seconds>', 'deadline of a request; the command is terminated after it (0 = none)').default(10_000, '10').argParser(parseTimeoutSeconds))
+    .option('--json', `print machine-readable results (${jsonWhat})`, false)
+    .option('-n, --no-stdin', 'do not forward stdin to the command (it reads /dev/null)');
+}
+
+// The ClientOptions out of commander's parsed values.
+export function clientOptionsOf(parsed: Record<string, unknown>): ClientOptions {
+  return { timeoutMs: parsed.timeout as number, json: parsed.json as boolean, stdin: parsed.stdin as boolean };
+}
+
+/** The daemon's control socket options, as parsed. */
+export interface ControlOptions {
+  controlSocket: string;
+  controlMode: number;
+  controlGroup?: number;
+}
+
+// `--control-socket`, `--control-mode` and `--control-group`, with each side's defaults and notes.
+export function addControlOptions(program: Command, side: { socket: string; mode: number; modeNote: string; groupNote: string }): Command {
+  return program
+    .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', side.socket)
+    .addOption(new Option('--control-mode <octal>', `file mode of the control socket${side.modeNote}`).default(side.mode, `0${side.mode.toString(8)}`).argParser(parseFileMode))
+    .addOption(new Option('--control-group <group>', `daemon: let this group use the control socket (${side.groupNote})`).argParser(parseGroup));
+}
+
+// The ControlOptions out of commander's parsed values.
+export function controlOptionsOf(parsed: Record<string, unknown>): ControlOptions {
+  return {
+    controlSocket: parsed.controlSocket as string,
+    controlMode: parsed.controlMode as number,
+    ...(parsed.controlGroup !== undefined ? { controlGroup: parsed.controlGroup as number } : {}),
+  };
 }
 
 // Add the options that shape how a daemon serves commands, and -v/-q; `channelNoun` and `peerNoun`

@@ -35,6 +35,8 @@ export interface RunCommandOptions {
   gid?: number;
   /** Pre-forked launchers (working directory `/`) to start it with when one is ready and `cwd` is not given (common/commands/launcher-pool.ts); else spawned here. */
   launchers?: LauncherPool;
+  /** execve would start `file` with no shell's help (ResolvedCommand.launchable): only then may a launcher start it. */
+  launchable?: boolean;
 }
 
 export interface CommandOutcome {
@@ -59,9 +61,9 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   const started = performance.now();
   const [file, ...prefixArgs] = options.wrapper && options.wrapper.length > 0 ? [...options.wrapper, options.file] : [options.file];
   const argv = [file!, ...prefixArgs, ...options.args];
-  // The launchers run commands from `/` (sharedLauncherPool in command-service.ts); any other cwd is spawned here.
+  // The launchers run commands from `/`; any other cwd is spawned here.
   const launchers = options.cwd === undefined ? options.launchers : undefined;
-  const subprocess = launchers?.launch(argv, options.env, options.stdin) ?? spawn(argv[0]!, argv.slice(1), {
+  const subprocess = launchers?.launch(argv, options.env, options.stdin, options.launchable === true) ?? spawn(argv[0]!, argv.slice(1), {
     env: options.env,
     shell: false,
     cwd: options.cwd ?? '/',

@@ -2,11 +2,10 @@
 // command. Starting a command then costs a pipe write and an exec instead of a fork of the daemon.
 //
 // Why: libuv spawns by fork() + exec(), and fork() copies the page tables of the whole daemon, on the
-// event loop (nodejs/node#14917). On the benchmark machine, starting /bin/true that way (calls 30 ms
-// apart) takes 3.1 ms median from a 58 MiB process and 9.6 ms from a 137 MiB one (the size of a host
-// daemon holding 500 guests), against 2.2 ms through a launcher (`npm run bench:spawn`,
-// docs/benchmarks.md). A launcher is forked while the daemon is idle, and costs nothing while it waits
-// (it sleeps in read(2)).
+// event loop (nodejs/node#14917), so a start costs more the bigger the daemon (a host daemon holding 500
+// guests is big); through a launcher it does not (`npm run bench:spawn`, figures in docs/benchmarks.md,
+// "What changed for `execute`"). A launcher is forked while the daemon is idle, and costs nothing while
+// it waits (it sleeps in read(2)).
 //
 // The shell interprets nothing of the request. The request arrives on fd 3 as lines that `IFS= read -r`
 // copies verbatim into variables; each environment entry goes through `export "$kv"` (names are checked
@@ -132,8 +131,8 @@ export class LauncherPool {
     return undefined;
   }
 
-  // Refill once commands have stopped starting for a moment. A fork stalls the event loop (~1 to 5 ms,
-  // growing with the daemon's memory) and, made while commands keep coming, it would sit in front of the
+  // Refill once commands have stopped starting for a moment. A fork stalls the event loop (longer the
+  // bigger the daemon, docs/benchmarks.md) and, made while commands keep coming, it would sit in front of the
   // next one: under a steady stream commands are spawned directly, as without a pool, and the launchers
   // are forked in the first pause.
   #scheduleFill(delayMs = REFILL_AFTER_IDLE_MS): void {

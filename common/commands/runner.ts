@@ -1,9 +1,9 @@
 // Runs one command file: no shell, a clean environment, its own process group, and a deadline after
 // which (or on abort) the whole group gets SIGTERM, then SIGKILL after a grace delay.
 //
-// node:child_process rather than execa on this path: execa's per-call machinery cost about 1 ms of
-// the 3.5 ms an `execute true` took, and the garbage it leaves grows the daemon's RSS, which fork()
-// (libuv spawns by fork + exec) pays for on every later command (docs/benchmarks.md, issue 7).
+// node:child_process rather than execa on this path: execa's per-call machinery was a large share of an
+// `execute true`, and the garbage it leaves grows the daemon's RSS, which fork() (libuv spawns by
+// fork + exec) pays for on every later command (figures in docs/benchmarks.md, issue 7).
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';

@@ -104,6 +104,7 @@ t.test('options are checked before any I/O', async (t) => {
   t.same(registry.options.directories, ['/a', '/b'], 'normalized, duplicates dropped, order kept');
   t.ok(Object.isFrozen(registry.options) && Object.isFrozen(registry.options.directories), 'resolved options are frozen');
   t.equal(registry.options.watch, false);
+  t.equal(registry.options.directoryCheckIntervalMs, 5000, 'the default its comment states');
   await registry.close();
 });
 

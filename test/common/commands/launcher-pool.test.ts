@@ -175,12 +175,14 @@ t.test('waiting launchers do not keep a process alive, and do not outlive it', a
       const wait = () => new Promise((r) => setTimeout(r, 10));
       while (pool.stats().ready < 2) await wait();
       console.log('ready');
-      ${ending === 'SIGKILL' ? 'setInterval(() => {}, 1000);' : ''}`;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+      // Until the test has listed the launchers: then nothing but them could keep this process alive.
+      ${ending === 'SIGKILL' ? 'setInterval(() => {}, 1000);' : "await new Promise((resolve) => process.stdin.once('data', resolve)); process.stdin.destroy();"}`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
     await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
     const launchers = launchersOf(child.pid!);
     t.equal(launchers.length, 2, `${ending}: two launchers waiting`);
     if (ending === 'SIGKILL') child.kill('SIGKILL');
+    else child.stdin.end('listed\n');
     const exit = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     t.equal(exit, ending === 'SIGKILL' ? null : 0, `${ending}: the process ended`);
     await waitUntil(`${ending}: the launchers to exit`, () => launchers.every((pid) => !isAlive(pid)));

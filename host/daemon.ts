@@ -3,6 +3,7 @@
 // and lets local CLIs reach any guest through its control socket, multiplexed over those connections.
 import { readLocalAgentInfo, readPackageVersion } from '../common/wire/agent-info.js';
 import { startAgentSession } from '../common/daemon/agent-session.js';
+import { createDaemonLauncherPool } from '../common/commands/launcher-pool.js';
 import { createCommandRegistry } from '../common/commands/registry.js';
 import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
@@ -41,6 +42,8 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
   const info = await readLocalAgentInfo('host');
   const commands = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
   await commands.ready;
+  // Ours: every guest's commands use it, and stop() ends its waiting launchers.
+  const launchers = createDaemonLauncherPool(options.limits);
   const discovery = createGuestDiscovery({ ...options.discovery, logger: log.child('discovery') });
 
   const connections = new GuestConnections({
@@ -61,6 +64,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
           commands,
           channelName: CHANNEL_NAMES[role],
           ...options.limits,
+          ...(launchers ? { launchers } : {}),
           extraEnv: () => ({
             NEGOTIATOR_GUEST: guest.name,
             ...(guest.uuid ? { NEGOTIATOR_GUEST_UUID: guest.uuid } : {}),
@@ -90,6 +94,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
     await connections.close('start-up failed');
     await discovery.close();
     await commands.close();
+    launchers?.close();
     throw error;
   }
   await announceReady(
@@ -107,6 +112,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         await discovery.close();
         await connections.close(reason);
         await commands.close();
+        launchers?.close();
       })();
       return stopping;
     },

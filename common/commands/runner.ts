@@ -4,7 +4,7 @@
 // node:child_process rather than execa on this path: execa's per-call machinery cost about 1 ms of
 // the 3.5 ms an `execute true` took, and the garbage it leaves grows the daemon's RSS, which fork()
 // (libuv spawns by fork + exec) pays for on every later command (docs/benchmarks.md, issue 7).
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { RpcError, errorMessage } from '../wire/errors.js';
@@ -61,16 +61,7 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   const argv = [file!, ...prefixArgs, ...options.args];
   // The launchers run commands from `/` (sharedLauncherPool in command-service.ts); any other cwd is spawned here.
   const launchers = options.cwd === undefined ? options.launchers : undefined;
-  const subprocess = launchers?.launch(argv, options.env, options.stdin) ?? spawn(argv[0]!, argv.slice(1), {
-    env: options.env,
-    shell: false,
-    cwd: options.cwd ?? '/',
-    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-    // Own process group, so that a deadline or cancel reaches everything the command started.
-    detached: true,
-    ...(options.uid !== undefined ? { uid: options.uid } : {}),
-    ...(options.gid !== undefined ? { gid: options.gid } : {}),
-  });
+  const subprocess = launchers?.launch(argv, options.env, options.stdin) ?? spawnDirect(argv, options);
   const stdout = subprocess.stdout!;
   const stderr = subprocess.stderr!;
   let timedOut = false;
@@ -146,6 +137,27 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
     });
   });
   return { pid: subprocess.pid, stdout, stderr, stdin: options.stdin ? subprocess.stdin : null, outcome };
+}
+
+// Some spawn failures throw at once instead of emitting 'error' (E2BIG: an argument over the kernel's
+// 128 KiB per-string limit): they are the command's failure to start, answered `spawnFailed`.
+function spawnDirect(argv: string[], options: RunCommandOptions): ChildProcess {
+  try {
+    return spawn(argv[0]!, argv.slice(1), {
+      env: options.env,
+      shell: false,
+      cwd: options.cwd ?? '/',
+      stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      // Own process group, so that a deadline or cancel reaches everything the command started.
+      detached: true,
+      ...(options.uid !== undefined ? { uid: options.uid } : {}),
+      ...(options.gid !== undefined ? { gid: options.gid } : {}),
+    });
+  } catch (error) {
+    const cause = error as NodeJS.ErrnoException;
+    if (typeof cause.errno === 'number' || (cause.code !== undefined && /^E[A-Z0-9]+$/.test(cause.code))) throw spawnError(options.file, cause);
+    throw error;
+  }
 }
 
 function spawnError(file: string, cause: NodeJS.ErrnoException): RpcError {

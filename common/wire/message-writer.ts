@@ -4,6 +4,7 @@
 // the backlog has drained.
 import type { ByteChannel } from './byte-channel.js';
 import { errorMessage } from './errors.js';
+import { ERROR_CODES } from './protocol.js';
 import type { Logger } from '../base/logger.js';
 
 export interface MessageWriterOptions {
@@ -33,17 +34,29 @@ export class MessageWriter {
     return this.#channel.pendingWriteBytes;
   }
 
-  // Serialise one message and write it; a message that cannot be serialised is logged and dropped.
+  // Serialise one message and write it. An answer that cannot be serialised (a relayed value nested too
+  // deep) goes out as an internal error instead, so the request it answers still settles; anything else
+  // unserialisable is logged and dropped.
   write(message: object): Promise<void> {
     if (this.#stopped) return Promise.resolve();
-    let line: string;
+    const line = this.encode(message);
+    if (line) return this.writeLine(line);
+    const record = message as Record<string, unknown>;
+    if ('id' in record && ('result' in record || 'error' in record)) {
+      const error = { code: ERROR_CODES.internalError, message: 'internal error: the answer could not be serialised' };
+      return this.writeLine(Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: record.id, error })}\n`, 'utf8'));
+    }
+    return Promise.resolve();
+  }
+
+  /** One message as a line, or undefined (logged) when it cannot be serialised. */
+  encode(message: object): Buffer | undefined {
     try {
-      line = JSON.stringify(message) + '\n';
+      return Buffer.from(`${JSON.stringify(message)}\n`, 'utf8');
     } catch (error) {
       this.#options.logger.error(`cannot serialise a message for ${this.#options.label}: ${errorMessage(error)}`);
-      return Promise.resolve();
+      return undefined;
     }
-    return this.writeLine(Buffer.from(line, 'utf8'));
   }
 
   // Write bytes that are already one or more complete lines.

@@ -2,7 +2,7 @@
 // and abort signal, settled exactly once. Incoming: the peer's requests our handlers are running, each
 // with a lazily made abort controller, plus cancels that arrived before their request.
 import { CanceledError, ChannelClosedError, PeerRestartedError, RpcError, TimeoutError } from './errors.js';
-import type { RequestId } from './protocol.js';
+import { ERROR_CODES, type RequestId } from './protocol.js';
 
 export interface StartedRequest {
   id: number;
@@ -89,8 +89,15 @@ export class OutgoingRequests {
     if (!pending) return false;
     this.#pending.delete(id as number);
     pending.cleanup();
-    if ('error' in message) pending.reject(RpcError.fromWire(message.error));
-    else pending.resolve(message.result);
+    if (!('error' in message)) return (pending.resolve(message.result), true);
+    let error: Error;
+    try {
+      error = RpcError.fromWire(message.error);
+    } catch (cause) {
+      // fromWire does not throw; this guards the invariant that matters: the entry is gone, so settle it.
+      error = new RpcError(ERROR_CODES.internalError, `${this.#options.label} sent an error that could not be read`, undefined, { cause });
+    }
+    pending.reject(error);
     return true;
   }
 

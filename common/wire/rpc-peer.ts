@@ -13,6 +13,7 @@ import { encodeBulkLine } from './bulk-line.js';
 import type { ByteChannel } from './byte-channel.js';
 import { CanceledError, ChannelClosedError, ConfigError, HandshakeError, PeerRestartedError, RpcError, TimeoutError, errorMessage, toRpcError, truncateForLog } from './errors.js';
 import { HelloSender, validatePeerHello } from './handshake.js';
+import { describeValue } from './json-limits.js';
 import { MessageReader, type IncomingMessage } from './message-reader.js';
 import { MessageWriter } from './message-writer.js';
 import { IncomingRequests, OutgoingRequests, type StartedRequest } from './requests.js';
@@ -74,6 +75,8 @@ export class RpcPeer extends EventEmitter {
       maxLineBytes: this.options.maxLineBytes,
       onMessage: (message) => this.#dispatch(message),
       onInvalid: (what, requestId) => this.#onInvalid(what, requestId),
+      onRefusedResponse: (id, what) => this.#onResponse(id, { error: { code: ERROR_CODES.invalidRequest, message: `${this.options.label}: ${what}` } }),
+      onInternalError: (error) => this.#log.error(`internal error while reading a line from ${label}: ${errorMessage(error)}`),
       onLineProblem: (what, preview) => {
         if (this.#ready) return this.#warn(`${label}: ${what}: ${preview}`);
         this.#discarded++;
@@ -185,7 +188,10 @@ export class RpcPeer extends EventEmitter {
     const started = this.#outgoing.add(method, timeoutMs, options.signal, options.notifications);
     const send = (): void => {
       const taken = this.#outgoing.takeForSending(started.id);
-      if (taken !== undefined && !this.#closed) void this.#writer.write({ jsonrpc: '2.0', id: started.id, method: taken, params });
+      if (taken === undefined || this.#closed) return;
+      const line = this.#writer.encode({ jsonrpc: '2.0', id: started.id, method: taken, params });
+      if (line) void this.#writer.writeLine(line);
+      else this.#outgoing.fail(started.id, new ConfigError(`the params of \`${method}\` cannot be serialised as JSON`));
     };
     if (this.#ready) send();
     else this.#whenReady.push(send);
@@ -241,7 +247,7 @@ export class RpcPeer extends EventEmitter {
 
   #onInvalid(what: string, requestId?: RequestId): void {
     if (requestId !== undefined && this.#ready) {
-      this.#respondError(requestId, this.#session, new RpcError(ERROR_CODES.invalidRequest, 'invalid request: expected a JSON-RPC 2.0 object with `"jsonrpc": "2.0"`'));
+      this.#respondError(requestId, this.#session, new RpcError(ERROR_CODES.invalidRequest, `invalid request (expected a JSON-RPC 2.0 object with \`"jsonrpc": "2.0"\`): ${what}`));
       return;
     }
     this.#discardOrWarn(what);
@@ -261,15 +267,15 @@ export class RpcPeer extends EventEmitter {
     if (!this.#ready) return this.#discardOrWarn(`request \`${truncateForLog(method, 40)}\``);
     const session = this.#session;
     if (!isRequestId(id)) {
-      this.#warn(`${this.options.label}: request \`${truncateForLog(method, 40)}\` has an invalid id ${truncateForLog(JSON.stringify(id), 40)}; ignored`);
+      this.#warn(`${this.options.label}: request \`${truncateForLog(method, 40)}\` has an invalid id ${describeValue(id, 40)}; ignored`);
       return;
     }
     if (this.#incoming.has(id)) {
-      this.#respondError(id, session, new RpcError(ERROR_CODES.invalidRequest, `duplicate request id ${JSON.stringify(id)}: a request with this id is still running`));
+      this.#respondError(id, session, new RpcError(ERROR_CODES.invalidRequest, `duplicate request id ${describeValue(id)}: a request with this id is still running`));
       return;
     }
     if (this.#incoming.takeEarlyCancel(id)) {
-      this.#respondError(id, session, new RpcError(ERROR_CODES.requestCanceled, `request ${JSON.stringify(id)} was canceled before it started`));
+      this.#respondError(id, session, new RpcError(ERROR_CODES.requestCanceled, `request ${describeValue(id)} was canceled before it started`));
       return;
     }
     const handler = this.#requestHandlers.get(method);
@@ -316,7 +322,7 @@ export class RpcPeer extends EventEmitter {
     if (method === METHODS.cancel) {
       const id = isRecord(params) ? params.id : undefined;
       if (!isRequestId(id)) return this.#warn(`${this.options.label}: \`cancel\` without a valid \`id\`; ignored`);
-      this.#incoming.cancel(id, new CanceledError(`request ${JSON.stringify(id)} was canceled by ${this.options.label}`));
+      this.#incoming.cancel(id, new CanceledError(`request ${describeValue(id)} was canceled by ${this.options.label}`));
       return;
     }
     try {
@@ -332,10 +338,10 @@ export class RpcPeer extends EventEmitter {
 
   #onResponse(id: unknown, message: Record<string, unknown>): void {
     if (this.#hello.isAnswerToHello(id)) return this.#onHelloResponse(message);
-    if (!this.#ready) return this.#discardOrWarn(`response to request ${truncateForLog(JSON.stringify(id), 40)}`);
+    if (!this.#ready) return this.#discardOrWarn(`response to request ${describeValue(id, 40)}`);
     if (this.#outgoing.settle(id, message)) return;
     const late = typeof id === 'string' && id.startsWith('hello-');
-    if (!late) this.#warn(`${this.options.label}: response for unknown request id ${truncateForLog(JSON.stringify(id), 40)} (answered after its timeout?); ignored`);
+    if (!late) this.#warn(`${this.options.label}: response for unknown request id ${describeValue(id, 40)} (answered after its timeout?); ignored`);
   }
 
   // ---- the handshake ---------------------------------------------------------------------------

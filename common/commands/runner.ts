@@ -9,6 +9,7 @@ import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { RpcError, errorMessage } from '../wire/errors.js';
 import type { LauncherPool } from './launcher-pool.js';
+import { setLongTimeout, type LongTimer } from '../base/long-timer.js';
 import { ERROR_CODES } from '../wire/protocol.js';
 
 /** The PATH every command gets, whatever the daemon's own environment. */
@@ -66,7 +67,7 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   const stderr = subprocess.stderr!;
   let timedOut = false;
   let isCanceled = false;
-  let killTimer: NodeJS.Timeout | undefined;
+  let killTimer: LongTimer | undefined;
   let exited = false;
 
   const killGroup = (signal: NodeJS.Signals): void => {
@@ -81,12 +82,11 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   const terminate = (): void => {
     if (killTimer) return;
     killGroup('SIGTERM');
-    killTimer = setTimeout(() => killGroup('SIGKILL'), options.killGraceMs);
-    killTimer.unref();
+    killTimer = setLongTimeout(() => killGroup('SIGKILL'), options.killGraceMs).unref();
   };
   const deadline =
     options.timeoutMs > 0
-      ? setTimeout(() => {
+      ? setLongTimeout(() => {
           timedOut = true;
           terminate();
         }, options.timeoutMs)
@@ -120,9 +120,9 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   });
   const outcome = new Promise<CommandOutcome>((resolve, reject) => {
     subprocess.once('close', (exitCode: number | null, signal: NodeJS.Signals | null) => {
-      clearTimeout(deadline);
+      deadline?.clear();
       options.signal.removeEventListener('abort', onAbort);
-      if (killTimer && exited) clearTimeout(killTimer);
+      if (killTimer && exited) killTimer.clear();
       if (spawnFailure) {
         reject(spawnError(options.file, spawnFailure));
         return;

@@ -2,6 +2,7 @@
 // and abort signal, settled exactly once. Incoming: the peer's requests our handlers are running, each
 // with a lazily made abort controller, plus cancels that arrived before their request.
 import { CanceledError, ChannelClosedError, PeerRestartedError, RpcError, TimeoutError } from './errors.js';
+import { setLongTimeout } from '../base/long-timer.js';
 import { ERROR_CODES, type RequestId } from './protocol.js';
 
 export interface StartedRequest {
@@ -47,13 +48,13 @@ export class OutgoingRequests {
       const onAbort = (): void => this.fail(id, new CanceledError(`request \`${method}\` to ${this.#options.label} was canceled`));
       const timer =
         timeoutMs > 0
-          ? setTimeout(() => {
+          ? setLongTimeout(() => {
               const hint = this.#pending.get(id)?.sent ? 'the peer did not answer in time' : 'the handshake with the peer did not complete (is its agent running?)';
               this.fail(id, new TimeoutError(`request \`${method}\` to ${this.#options.label} timed out after ${timeoutMs} ms: ${hint}`, timeoutMs));
             }, timeoutMs)
           : undefined;
       const cleanup = (): void => {
-        clearTimeout(timer);
+        timer?.clear();
         signal?.removeEventListener('abort', onAbort);
       };
       this.#pending.set(id, { method, notifications, resolve, reject, sent: false, cleanup });

@@ -14,6 +14,7 @@ import type { ByteChannel } from './byte-channel.js';
 import { CanceledError, ChannelClosedError, ConfigError, HandshakeError, PeerRestartedError, RpcError, TimeoutError, errorMessage, toRpcError, truncateForLog } from './errors.js';
 import { HelloSender, validatePeerHello } from './handshake.js';
 import { describeValue } from './json-limits.js';
+import { setLongTimeout } from '../base/long-timer.js';
 import { MessageReader, type IncomingMessage } from './message-reader.js';
 import { MessageWriter } from './message-writer.js';
 import { IncomingRequests, OutgoingRequests, type StartedRequest } from './requests.js';
@@ -151,7 +152,7 @@ export class RpcPeer extends EventEmitter {
     if (this.#handshakeError) return Promise.reject(this.#handshakeError);
     return new Promise((resolve, reject) => {
       const cleanup = (): void => {
-        clearTimeout(timer);
+        timer?.clear();
         this.off('ready', onReady);
         this.off('close', onClose);
         this.off('handshake-error', onFail);
@@ -163,7 +164,7 @@ export class RpcPeer extends EventEmitter {
       const onAbort = (): void => (cleanup(), reject(new CanceledError('waiting for the handshake was canceled')));
       const timer =
         timeoutMs > 0
-          ? setTimeout(() => {
+          ? setLongTimeout(() => {
               cleanup();
               reject(new TimeoutError(`no answer to the handshake from ${this.options.label} within ${timeoutMs} ms: is the negotiator agent running on the other side?`, timeoutMs));
             }, timeoutMs)

@@ -130,9 +130,9 @@ export class HelloSender {
     clearTimeout(this.#timer);
   }
 
-  /** Is this the id of our latest hello? */
+  /** Is this the id of one of our hellos of the current nonce (a retry may have overtaken its answer)? */
   isAnswerToHello(id: unknown): boolean {
-    return this.#helloId !== '' && id === this.#helloId;
+    return this.#helloId !== '' && typeof id === 'string' && id.startsWith(`hello-${this.#nonce.slice(0, 8)}-`);
   }
 
   // A channel that echoes (a serial line not yet in raw mode) hands us our own hello: never adopt ourselves.

@@ -10,7 +10,7 @@ import { isRecord, isRequestId, type RequestId } from './protocol.js';
 
 /** One message as the peer dispatches it. `id` of a request is unchecked (the peer answers a bad one). */
 export type IncomingMessage =
-  | { kind: 'request'; id: unknown; method: string; params: unknown }
+  | { kind: 'request'; id: unknown; method: string; params: unknown; session: unknown }
   | { kind: 'notification'; method: string; params: unknown }
   | { kind: 'response'; id: unknown; message: Record<string, unknown> };
 
@@ -86,7 +86,7 @@ export class MessageReader {
       return;
     }
     if (typeof message.method === 'string') {
-      if ('id' in message) this.#options.onMessage({ kind: 'request', id: message.id, method: message.method, params: message.params });
+      if ('id' in message) this.#options.onMessage({ kind: 'request', id: message.id, method: message.method, params: message.params, session: message.session });
       else this.#options.onMessage({ kind: 'notification', method: message.method, params: message.params });
     } else if ('id' in message && ('result' in message || 'error' in message)) {
       this.#options.onMessage({ kind: 'response', id: message.id, message });

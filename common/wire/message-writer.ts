@@ -1,9 +1,11 @@
 // The sending half of a peer (vscode-jsonrpc's "writer"): messages become lines written to the channel in
-// call order. It also owns the one defence against a peer that does not read: when our unsent bytes pass
-// a limit we stop reading that peer (its requests are what makes our replies), and read again once half
-// the backlog has drained.
+// call order. It also owns the defence against a peer that does not read: what we hold for it (unsent
+// bytes, each queued write's overhead, requests in flight, relay buffers; memory-budget.ts) is counted,
+// and past its share, or while the whole process is over its budget, we stop reading that peer (its
+// requests are what makes our replies) until half of it has drained.
 import type { ByteChannel } from './byte-channel.js';
 import { errorMessage } from './errors.js';
+import { BUDGET_FLOOR_BYTES, WRITE_OVERHEAD_BYTES, type MemoryBudget } from './memory-budget.js';
 import { ERROR_CODES } from './protocol.js';
 import type { Logger } from '../base/logger.js';
 
@@ -11,8 +13,10 @@ export interface MessageWriterOptions {
   /** Name of the channel / peer for log lines. */
   label: string;
   logger: Logger;
-  /** Unsent bytes above which reading from the peer pauses. */
+  /** Bytes held for this peer (see memory-budget.ts) above which reading from it pauses. */
   maxWriteBacklogBytes: number;
+  /** The process-wide budget this connection's holdings count against. */
+  budget: MemoryBudget;
   /** A write failed: the channel is unusable (called at most once per failure; the owner closes). */
   onWriteFailed(error: unknown): void;
 }
@@ -23,6 +27,13 @@ export class MessageWriter {
   readonly #options: MessageWriterOptions;
   #stopped = false;
   #paused = false;
+  /** Writes handed to the channel whose promise has not settled. */
+  #queuedWrites = 0;
+  /** Held for this peer outside the writer (requests in flight, relay buffers). */
+  #otherHeld = 0;
+  /** What this connection last reported to the budget. */
+  #reported = 0;
+  #unsubscribe: (() => void) | undefined;
 
   constructor(channel: ByteChannel, options: MessageWriterOptions) {
     this.#channel = channel;
@@ -62,34 +73,70 @@ export class MessageWriter {
   // Write bytes that are already one or more complete lines.
   writeLine(line: Buffer): Promise<void> {
     if (this.#stopped) return Promise.resolve();
-    return this.#channel.write(line).then(
-      () => this.applyBackpressure(),
-      (error: unknown) => this.#options.onWriteFailed(error),
+    this.#queuedWrites++;
+    const written = this.#channel.write(line).then(
+      () => {
+        this.#queuedWrites--;
+        this.applyBackpressure();
+      },
+      (error: unknown) => {
+        this.#queuedWrites--;
+        this.#options.onWriteFailed(error);
+      },
     );
+    this.applyBackpressure();
+    return written;
   }
 
-  // Pause reading a peer whose replies pile up unsent; resume when the backlog is down to half.
+  /** Bytes held for this peer: unsent bytes, queued writes with their overhead, and what the peer added. */
+  get heldBytes(): number {
+    return this.#channel.pendingWriteBytes + this.#queuedWrites * WRITE_OVERHEAD_BYTES + this.#otherHeld;
+  }
+
+  /** Count (or, negative, release) memory held for this peer elsewhere: requests in flight, relay buffers. */
+  adjustHeld(delta: number): void {
+    this.#otherHeld += delta;
+    this.applyBackpressure();
+  }
+
+  // Pause reading a peer that holds more than its share, or more than a little while the process is over
+  // its budget; resume when it is down to half its share (and the process has room, or it holds little).
   applyBackpressure(): void {
-    const backlog = this.#channel.pendingWriteBytes;
-    const limit = this.#options.maxWriteBacklogBytes;
-    if (!this.#paused && backlog > limit) {
+    if (this.#stopped) return;
+    const held = this.heldBytes;
+    const { budget, maxWriteBacklogBytes: limit } = this.#options;
+    budget.add(held - this.#reported);
+    this.#reported = held;
+    const overall = budget.isOver && held > BUDGET_FLOOR_BYTES;
+    if (!this.#paused && (held > limit || overall)) {
       this.#paused = true;
       this.#channel.pause();
-      this.#options.logger.warn(`${this.#options.label} is not reading our messages (${backlog} bytes unsent): pausing reading from it`);
-    } else if (this.#paused && backlog <= limit / 2) {
-      this.#paused = false;
-      this.#channel.resume();
+      this.#unsubscribe ??= budget.onRelief(() => this.applyBackpressure());
+      const why = held > limit ? `${held} bytes held for it, over its ${limit}` : `the process holds ${budget.heldBytes} bytes for its peers, over its ${budget.totalBytes}`;
+      this.#options.logger.warn(`${this.#options.label} is not reading our messages (${why}): pausing reading from it`);
+    } else if (this.#paused && held <= limit / 2 && !overall) {
+      this.#resume();
     }
+  }
+
+  #resume(): void {
+    this.#paused = false;
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    this.#channel.resume();
   }
 
   /** A new session starts: an old session's backlog says nothing about it, so read again. */
   resumeReading(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
-    this.#channel.resume();
+    if (this.#paused) this.#resume();
   }
 
+  /** The peer is closed: nothing is written any more, and what it held is no longer counted. */
   stop(): void {
+    if (this.#stopped) return;
     this.#stopped = true;
+    this.#unsubscribe?.();
+    this.#options.budget.add(-this.#reported);
+    this.#reported = 0;
   }
 }

@@ -14,6 +14,7 @@ import type { ByteChannel } from './byte-channel.js';
 import { CanceledError, ChannelClosedError, ConfigError, HandshakeError, PeerRestartedError, RpcError, TimeoutError, errorMessage, toRpcError, truncateForLog } from './errors.js';
 import { HelloSender, validatePeerHello } from './handshake.js';
 import { describeValue } from './json-limits.js';
+import { REQUEST_OVERHEAD_BYTES, processMemoryBudget } from './memory-budget.js';
 import { setLongTimeout } from '../base/long-timer.js';
 import { MessageReader, type IncomingMessage } from './message-reader.js';
 import { MessageWriter } from './message-writer.js';
@@ -21,7 +22,7 @@ import { IncomingRequests, OutgoingRequests, type StartedRequest } from './reque
 import type { Logger } from '../base/logger.js';
 import { createWarningLimiter } from '../base/warning-limiter.js';
 import { resolvePeerOptions, type BulkMessage, type NotificationHandler, type PeerOptions, type RequestContext, type RequestHandler, type RequestOptions, type ResolvedPeerOptions } from './peer-options.js';
-import { ERROR_CODES, METHODS, isRecord, isRequestId, type AgentInfo, type RequestId } from './protocol.js';
+import { ERROR_CODES, METHODS, SESSION_CAPABILITY, isRecord, isRequestId, type AgentInfo, type RequestId } from './protocol.js';
 
 export type { BulkMessage, NotificationHandler, PeerOptions, RequestContext, RequestHandler, RequestOptions } from './peer-options.js';
 export type { StartedRequest } from './requests.js';
@@ -67,6 +68,7 @@ export class RpcPeer extends EventEmitter {
       label,
       logger: this.#log,
       maxWriteBacklogBytes: this.options.maxWriteBacklogBytes,
+      budget: this.options.memoryBudget ?? processMemoryBudget(),
       onWriteFailed: (error) => {
         this.#finish(new ChannelClosedError(`writing to ${label} failed: ${errorMessage(error)}`));
         void channel.close();
@@ -105,7 +107,12 @@ export class RpcPeer extends EventEmitter {
 
   /** This side's info, with the current connection's nonce. */
   get localInfo(): AgentInfo {
-    return { ...this.options.localInfo, nonce: this.#hello.nonce };
+    const capabilities = this.options.localInfo.capabilities;
+    return {
+      ...this.options.localInfo,
+      capabilities: capabilities.includes(SESSION_CAPABILITY) ? capabilities : [...capabilities, SESSION_CAPABILITY],
+      nonce: this.#hello.nonce,
+    };
   }
   get peerInfo(): AgentInfo | undefined {
     return this.#peerInfo;
@@ -190,7 +197,9 @@ export class RpcPeer extends EventEmitter {
     const send = (): void => {
       const taken = this.#outgoing.takeForSending(started.id);
       if (taken === undefined || this.#closed) return;
-      const line = this.#writer.encode({ jsonrpc: '2.0', id: started.id, method: taken, params });
+      // Addressed to the peer's current session: bytes that reach a later session are refused, not run.
+      const session = this.#boundSessions() ? { session: this.#peerInfo!.nonce } : {};
+      const line = this.#writer.encode({ jsonrpc: '2.0', id: started.id, method: taken, params, ...session });
       if (line) void this.#writer.writeLine(line);
       else this.#outgoing.fail(started.id, new ConfigError(`the params of \`${method}\` cannot be serialised as JSON`));
     };
@@ -212,6 +221,11 @@ export class RpcPeer extends EventEmitter {
   /** Send a bulk notification now: its bytes go unescaped in the shape bulk-line.ts reads fast. */
   sendBulk(message: BulkMessage): Promise<void> {
     return this.#writer.writeLine(encodeBulkLine(message.method, message.id, message.stream, message.data));
+  }
+
+  /** Count memory held for this peer outside the peer (a relay's buffers): reading it pauses past its share. */
+  adjustHeld(delta: number): void {
+    this.#writer.adjustHeld(delta);
   }
 
   /** Close the channel; pending requests are rejected, running handlers aborted. Idempotent. */
@@ -241,7 +255,7 @@ export class RpcPeer extends EventEmitter {
   }
 
   #dispatch(message: IncomingMessage): void {
-    if (message.kind === 'request') this.#onRequest(message.id, message.method, message.params);
+    if (message.kind === 'request') this.#onRequest(message.id, message.method, message.params, message.session);
     else if (message.kind === 'notification') this.#onNotification(message.method, message.params);
     else this.#onResponse(message.id, message.message);
   }
@@ -263,12 +277,17 @@ export class RpcPeer extends EventEmitter {
     }
   }
 
-  #onRequest(id: unknown, method: string, params: unknown): void {
+  #onRequest(id: unknown, method: string, params: unknown, addressedTo: unknown): void {
     if (method === METHODS.hello) return this.#onHelloRequest(id, params);
     if (!this.#ready) return this.#discardOrWarn(`request \`${truncateForLog(method, 40)}\``);
     const session = this.#session;
     if (!isRequestId(id)) {
       this.#warn(`${this.options.label}: request \`${truncateForLog(method, 40)}\` has an invalid id ${describeValue(id, 40)}; ignored`);
+      return;
+    }
+    if (this.#boundSessions() && addressedTo !== this.#hello.nonce) {
+      const why = addressedTo === undefined ? 'names no session' : 'was written for an earlier session of this agent';
+      this.#respondError(id, session, new PeerRestartedError(`request ${describeValue(id)} (\`${truncateForLog(method, 40)}\`) ${why}; it was not run`));
       return;
     }
     if (this.#incoming.has(id)) {
@@ -290,6 +309,7 @@ export class RpcPeer extends EventEmitter {
       return;
     }
     const running = this.#incoming.begin(id);
+    this.#writer.adjustHeld(REQUEST_OVERHEAD_BYTES);
     const inSession = <T>(send: () => Promise<T>): Promise<T | void> => (session === this.#session ? send() : Promise.resolve());
     const context: RequestContext = {
       id,
@@ -309,6 +329,7 @@ export class RpcPeer extends EventEmitter {
         this.#respondError(id, session, error);
       } finally {
         this.#incoming.end(id, running);
+        this.#writer.adjustHeld(-REQUEST_OVERHEAD_BYTES);
       }
     })();
   }
@@ -396,6 +417,11 @@ export class RpcPeer extends EventEmitter {
     }
     for (const send of this.#whenReady.splice(0)) send();
     if (!wasReady || restarted) this.emit('ready', info, restarted);
+  }
+
+  /** Both hellos offered session binding: requests name the receiver's session. */
+  #boundSessions(): boolean {
+    return this.#peerInfo?.capabilities.includes(SESSION_CAPABILITY) === true;
   }
 
   // End the current session: abandon requests in both directions (sent ones only: unsent ones wait).

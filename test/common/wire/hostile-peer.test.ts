@@ -9,10 +9,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { executeRemote } from '../../../common/execute/client.js';
 import { RpcError } from '../../../common/wire/errors.js';
 import { ERROR_CODES, METHODS } from '../../../common/wire/protocol.js';
+import { processMemoryBudget } from '../../../common/wire/memory-budget.js';
 import { RpcPeer } from '../../../common/wire/rpc-peer.js';
+import { setTimeout as delay } from 'node:timers/promises';
 import { connectChannel } from '../../../common/wire/stream-channel.js';
 import { testAgentInfo } from '../../helpers/agents.js';
-import { connectRawPeer, rawPeer, type RawPeer } from '../../helpers/raw-peer.js';
+import { connectRawPeer, rawPeer, type RawPeer } from '../../../bench/raw-peer.js';
 import { startSocketAgent } from '../../helpers/socket-agent.js';
 import { GUEST_CLI, runCli } from '../../helpers/spawn-cli.js';
 
@@ -141,4 +143,22 @@ t.test('a relayed deep result fails cleanly through the daemon', async (t) => {
   upstream.start();
   t.teardown(() => upstream.close());
   await t.rejects(executeRemote(upstream, { command: 'x', timeoutMs: 20_000 }), { code: ERROR_CODES.invalidRequest, message: /nested deeper/ });
+});
+
+t.test('a peer that sends requests and never reads stops being read within its memory share', async (t) => {
+  const agent = await startSocketAgent();
+  t.teardown(() => agent.close());
+  const raw = await connectRawPeer(agent.socketPath, 'host');
+  t.teardown(() => raw.close());
+  raw.socket.pause();
+  let id = 0;
+  const until = Date.now() + 3000;
+  while (Date.now() < until) {
+    const batch = Array.from({ length: 500 }, () => ping(++id)).join('');
+    if (!raw.socket.write(batch)) await Promise.race([new Promise((resolve) => raw.socket.once('drain', resolve)), delay(Math.max(0, until - Date.now()))]);
+  }
+  await agent.log.waitFor(/not reading our messages \(\d+ bytes held for it, over its 8388608\)/);
+  const held = processMemoryBudget().heldBytes;
+  t.ok(held <= 10 * 1024 * 1024, `the process holds ${held} bytes for it (its share is 8 MiB)`);
+  t.ok(held >= 4 * 1024 * 1024, 'queued answers are counted with their overhead');
 });

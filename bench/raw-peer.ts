@@ -1,9 +1,9 @@
-// A hand-driven peer on a real socket for hostile-peer tests: it says hello and answers the other side's
+// A hand-driven peer on a real socket for hostile-peer tests and bench:memory: it says hello and answers the other side's
 // hello like an agent, and otherwise writes exactly the bytes a test gives it and records every message
 // it receives, so a test can send what no RpcPeer would (deep ids, malformed answers).
 import net from 'node:net';
-import { splitLines } from '../../bench/line-socket.js';
-import { PROTOCOL_VERSION, type Side } from '../../common/wire/protocol.js';
+import { splitLines } from './line-socket.js';
+import { PROTOCOL_VERSION, type Side } from '../common/wire/protocol.js';
 
 export interface RawPeer {
   socket: net.Socket;
@@ -84,5 +84,9 @@ export function rawPeer(socket: net.Socket, side: Side, options: { answer?: (mes
 export async function connectRawPeer(socketPath: string, side: Side): Promise<RawPeer> {
   const socket = net.connect(socketPath);
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  return rawPeer(socket, side);
+  const peer = rawPeer(socket, side);
+  // Requests written before we answered the other side's hello would be stale data to it.
+  const deadline = Date.now() + 5000;
+  while (peer.peerNonce === undefined && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  return peer;
 }

@@ -14,7 +14,9 @@ export function parseTimeoutSeconds(value: string): number {
   if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) {
     throw new InvalidArgumentError(`expected a number of seconds >= 0 (0 = no timeout), got \`${value}\``);
   }
-  return Math.round(seconds * 1000);
+  const ms = Math.round(seconds * 1000);
+  if (!Number.isSafeInteger(ms)) throw new InvalidArgumentError(`expected at most ${Math.floor(Number.MAX_SAFE_INTEGER / 1000)} seconds, got \`${value}\``);
+  return ms;
 }
 
 // A positive (or, with allowZero, non-negative) integer option.

@@ -5,6 +5,7 @@ import { buildCommandEnv } from '../commands/env.js';
 import { runCommand, type RunningCommand } from '../commands/runner.js';
 import { CanceledError, ConfigError, RpcError, errorMessage } from '../wire/errors.js';
 import { validateExecuteParams } from './params.js';
+import { describeValue } from '../wire/json-limits.js';
 import { FlowWindow } from './flow-window.js';
 import { RunSlots } from './run-slots.js';
 import { sharedLauncherPool, type LauncherPool } from '../commands/launcher-pool.js';
@@ -178,6 +179,9 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
       try {
         const result = await runExecution(execution, resolved, receivedAt, controller.signal);
         record.result = result;
+        // Canceled (a `cancel`, a flow-control violation, shutdown): answered with that error, as
+        // docs/protocol.md says, once the command's process group has ended.
+        if (result.isCanceled) throw controller.signal.reason instanceof Error ? controller.signal.reason : new CanceledError('canceled');
         return result;
       } finally {
         slots.release();
@@ -294,7 +298,7 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
     const execution = findExecution(params, 'execute.outputAck');
     if (!execution || !isRecord(params)) return;
     if (!execution.output.ack(params.bytes as number)) {
-      log.warn(`${peer.options.label}: \`execute.outputAck\` of ${JSON.stringify(params.bytes)} bytes for request ${String(execution.context.id)} is more than was sent; canceling it`);
+      log.warn(`${peer.options.label}: \`execute.outputAck\` of ${describeValue(params.bytes)} bytes for request ${String(execution.context.id)} is more than was sent; canceling it`);
       execution.abort(new RpcError(ERROR_CODES.flowControl, 'flow-control violation: acknowledged more output than was sent'));
     }
   });
@@ -329,7 +333,7 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
   function findExecution(params: unknown, method: string): Execution | undefined {
     const id = isRecord(params) ? params.id : undefined;
     const execution = isRequestId(id) ? executions.get(id) : undefined;
-    if (!execution) log.debug(`${peer.options.label}: \`${method}\` for unknown or finished request ${JSON.stringify(id)}; ignored`);
+    if (!execution) log.debug(`${peer.options.label}: \`${method}\` for unknown or finished request ${describeValue(id)}; ignored`);
     return execution;
   }
 

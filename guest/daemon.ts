@@ -26,6 +26,8 @@ export interface GuestDaemonOptions {
   limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted'>;
   requestTimeoutMs: number;
   maxLineBytes: number;
+  /** Silence of the other agent, with requests waiting, after which they fail (keepalive); default 15 s. */
+  peerTimeoutMs?: number;
   /** Grace for running commands on shutdown. */
   graceMs: number;
   logger: Logger;
@@ -55,7 +57,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
       localInfo,
       logger: log.child(label),
       announce,
-      peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes },
+      peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes, ...(options.peerTimeoutMs !== undefined ? { peerTimeoutMs: options.peerTimeoutMs } : {}) },
       serve: {
         side: 'guest',
         commands: registry,

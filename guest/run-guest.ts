@@ -43,6 +43,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
       ...(options.controlGroup !== undefined ? { controlGid: options.controlGroup } : {}),
       requestTimeoutMs: options.timeoutMs,
       maxLineBytes: options.maxLineBytes,
+      peerTimeoutMs: options.peerTimeoutMs,
       graceMs: options.graceMs,
       logger,
     });
@@ -57,7 +58,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
   const localInfo = await readLocalAgentInfo('guest');
   const connect = async (): Promise<ClientConnection> => {
     if (options.characterDevice === undefined) {
-      const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, 'add yourself to the group that owns it');
+      const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, 'add yourself to the group that owns it', options.peerTimeoutMs);
       if (viaDaemon) return { peer: viaDaemon, viaDaemon: true };
     }
     // No daemon: open the guest-to-host channel ourselves, as Negotiator's CLI does. The port modules
@@ -65,7 +66,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
     const spec = parseGuestChannelSpec(options.characterDevice ?? `virtio:${CHANNEL_NAMES.guestToHost}`);
     const { openGuestChannel } = await import('./open-channel.js');
     const channel = await openGuestChannel(spec, { logger: logger.child('channel'), timeoutMs: Math.min(options.timeoutMs || 5000, 5000) });
-    return { peer: startClientPeer(channel, localInfo, 'the host', options.timeoutMs), viaDaemon: false };
+    return { peer: startClientPeer(channel, localInfo, 'the host', options.timeoutMs, options.peerTimeoutMs), viaDaemon: false };
   };
   return runClientAction(PROGRAM, io, connect, async ({ peer, viaDaemon }, signal) => {
     if (options.listCommands) return runListAction({ peer, timeoutMs: options.timeoutMs, json: options.json, io });

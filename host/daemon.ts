@@ -24,6 +24,8 @@ export interface HostDaemonOptions {
   limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv'>;
   requestTimeoutMs: number;
   maxLineBytes: number;
+  /** Silence of the other agent, with requests waiting, after which they fail (keepalive); default 15 s. */
+  peerTimeoutMs?: number;
   graceMs: number;
   logger: Logger;
 }
@@ -55,7 +57,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         localInfo: info,
         logger: log.child(`guest ${guest.name}`),
         announce: role === 'hostToGuest',
-        peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes },
+        peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes, ...(options.peerTimeoutMs !== undefined ? { peerTimeoutMs: options.peerTimeoutMs } : {}) },
         serve: {
           side: 'host',
           commands: registry,

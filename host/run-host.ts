@@ -55,6 +55,7 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
       ...(options.controlGroup !== undefined ? { controlGid: options.controlGroup } : {}),
       requestTimeoutMs: options.timeoutMs,
       maxLineBytes: options.maxLineBytes,
+      peerTimeoutMs: options.peerTimeoutMs,
       graceMs: options.graceMs,
       logger,
     });
@@ -101,14 +102,14 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
 
   const guestName = options.guestName!;
   const connect = async (): Promise<ClientConnection> => {
-    const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint);
+    const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint, options.peerTimeoutMs);
     if (viaDaemon) return { peer: viaDaemon, viaDaemon: true };
     // A --guest guest is known already; locate-guest (libvirt: virsh, domain XML) loads only for the others.
     const spec = staticGuests.find((g) => g.name === guestName);
     const guest = spec ? staticGuestOf(spec) : await (await import('./locate-guest.js')).locateGuest(guestName, staticGuests, await loadVirsh());
     const endpoint = guest.channels.hostToGuest ?? guest.channels.guestToHost!;
     const channel = await connectChannel(endpoint.path, 5000);
-    const peer = startClientPeer(channel, localInfo, `guest ${guestName}${endpoint.state ? ` (libvirt says the channel is ${endpoint.state})` : ''}`, options.timeoutMs);
+    const peer = startClientPeer(channel, localInfo, `guest ${guestName}${endpoint.state ? ` (libvirt says the channel is ${endpoint.state})` : ''}`, options.timeoutMs, options.peerTimeoutMs);
     return { peer, viaDaemon: false };
   };
   return runClientAction(PROGRAM, io, connect, async ({ peer, viaDaemon }, signal) => {

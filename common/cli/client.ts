@@ -16,7 +16,7 @@ export interface ClientConnection {
 }
 
 // Connect to the daemon's control socket; undefined when no daemon runs there (no socket, or refused).
-export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentInfo, 'nonce'>, requestTimeoutMs: number, groupHint: string): Promise<RpcPeer | undefined> {
+export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentInfo, 'nonce'>, requestTimeoutMs: number, groupHint: string, peerTimeoutMs?: number): Promise<RpcPeer | undefined> {
   try {
     await access(socketPath);
   } catch {
@@ -33,12 +33,12 @@ export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentI
     }
     throw error;
   }
-  return startClientPeer(channel, localInfo, `the daemon (${socketPath})`, requestTimeoutMs);
+  return startClientPeer(channel, localInfo, `the daemon (${socketPath})`, requestTimeoutMs, peerTimeoutMs);
 }
 
-// Start a peer for a CLI on an open channel (no hello retries: a CLI lives seconds).
-export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo, 'nonce'>, label: string, requestTimeoutMs: number): RpcPeer {
-  const peer = new RpcPeer(channel, { localInfo, label, requestTimeoutMs, helloRetryMs: 1000, maxHelloRetryMs: 2000 });
+// Start a peer for a CLI on an open channel (no hello retries: a CLI lives seconds); `peerTimeoutMs`: --peer-timeout.
+export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo, 'nonce'>, label: string, requestTimeoutMs: number, peerTimeoutMs?: number): RpcPeer {
+  const peer = new RpcPeer(channel, { localInfo, label, requestTimeoutMs, helloRetryMs: 1000, maxHelloRetryMs: 2000, ...(peerTimeoutMs !== undefined ? { peerTimeoutMs } : {}) });
   peer.start();
   return peer;
 }

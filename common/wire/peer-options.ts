@@ -3,7 +3,7 @@
 import { ConfigError } from './errors.js';
 import type { RequestNotificationHandlers } from './requests.js';
 import { silentLogger, type Logger } from '../base/logger.js';
-import { DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT_MS, type AgentInfo, type OutputStream, type RequestId } from './protocol.js';
+import { DEFAULT_MAX_LINE_BYTES, DEFAULT_PEER_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, type AgentInfo, type OutputStream, type RequestId } from './protocol.js';
 
 /** A notification that carries bytes (`execute.output`, `execute.input`): sent without JSON-escaping them. */
 export interface BulkMessage {
@@ -47,6 +47,11 @@ export interface PeerOptions {
   maxHelloRetryMs?: number;
   /** Requests from the peer being handled at once; more are answered `busy`. Default 4 096. */
   maxIncomingRequests?: number;
+  /**
+   * Silence of the peer, while requests we sent wait, after which it is declared lost and those requests
+   * fail (keepalive.ts: pings go out after a third of it). 0 = never. Default 15 000.
+   */
+  peerTimeoutMs?: number;
   /** Unsent reply bytes above which we stop reading the peer until it reads. Default 16 MiB. */
   maxWriteBacklogBytes?: number;
 }
@@ -76,8 +81,9 @@ export function resolvePeerOptions(options: PeerOptions): ResolvedPeerOptions {
     maxHelloRetryMs: options.maxHelloRetryMs ?? 30_000,
     maxIncomingRequests: options.maxIncomingRequests ?? 4096,
     maxWriteBacklogBytes: options.maxWriteBacklogBytes ?? 16 * 1024 * 1024,
+    peerTimeoutMs: options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS,
   };
-  for (const key of ['maxLineBytes', 'requestTimeoutMs', 'handshakeTimeoutMs', 'helloRetryMs', 'maxHelloRetryMs', 'maxIncomingRequests', 'maxWriteBacklogBytes'] as const) {
+  for (const key of ['maxLineBytes', 'requestTimeoutMs', 'handshakeTimeoutMs', 'helloRetryMs', 'maxHelloRetryMs', 'maxIncomingRequests', 'maxWriteBacklogBytes', 'peerTimeoutMs'] as const) {
     const value = resolved[key];
     if (!Number.isSafeInteger(value) || value < 0) {
       throw new ConfigError(`Expected the \`${key}\` option to be a non-negative integer, got \`${value}\``);

@@ -196,6 +196,8 @@ export const DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024;
 export const MAX_CHUNK_BYTES = 256 * 1024;
 /** Default request deadline, as Negotiator's. */
 export const DEFAULT_TIMEOUT_MS = 10_000;
+/** Default silence of a peer with requests waiting before they fail (keepalive.ts). */
+export const DEFAULT_PEER_TIMEOUT_MS = 15_000;
 /** Default largest line accepted; a line longer than this is skipped and reported. */
 export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 

@@ -11,8 +11,9 @@
 import { EventEmitter } from 'node:events';
 import { encodeBulkLine } from './bulk-line.js';
 import type { ByteChannel } from './byte-channel.js';
-import { CanceledError, ChannelClosedError, ConfigError, HandshakeError, PeerRestartedError, RpcError, TimeoutError, errorMessage, toRpcError, truncateForLog } from './errors.js';
+import { CanceledError, ChannelClosedError, ConfigError, HandshakeError, PeerLostError, PeerRestartedError, RpcError, TimeoutError, errorMessage, toRpcError, truncateForLog } from './errors.js';
 import { HelloSender, validatePeerHello } from './handshake.js';
+import { Keepalive } from './keepalive.js';
 import { MessageReader, type IncomingMessage } from './message-reader.js';
 import { MessageWriter } from './message-writer.js';
 import { IncomingRequests, OutgoingRequests, type StartedRequest } from './requests.js';
@@ -38,6 +39,8 @@ export class RpcPeer extends EventEmitter {
   readonly #hello: HelloSender;
   readonly #outgoing: OutgoingRequests;
   readonly #incoming = new IncomingRequests();
+  readonly #keepalive: Keepalive;
+  #keepalivePing: number | undefined;
   readonly #requestHandlers = new Map<string, RequestHandler>();
   readonly #notificationHandlers = new Map<string, NotificationHandler>();
   /** Sends queued until the handshake completes (each checks its request is still pending). */
@@ -89,6 +92,17 @@ export class RpcPeer extends EventEmitter {
       isSettled: () => this.#closed || this.#ready,
     });
     this.#outgoing = new OutgoingRequests({ label, handshakeTimeoutMs: this.options.handshakeTimeoutMs, cancelRemote: (id) => void this.notify(METHODS.cancel, { id }) });
+    this.#keepalive = new Keepalive({
+      peerTimeoutMs: this.options.peerTimeoutMs,
+      hasPending: () => this.#outgoing.hasSent(this.#keepalivePing),
+      ping: (timeoutMs) => {
+        const ping = this.startRequest(METHODS.ping, {}, { timeoutMs });
+        this.#keepalivePing = ping.id;
+        return ping.response;
+      },
+      onLost: (silentMs, pings) =>
+        this.resync(`no answer from the ${this.#peerInfo?.side ?? 'other'} agent for ${(silentMs / 1000).toFixed(1)} s (${pings} keepalive ping(s) unanswered): it died, hangs, or its machine reset`, PeerLostError),
+    });
     channel.onData((chunk) => this.#onData(chunk));
     channel.onClose((error) => {
       this.#reader.end();
@@ -130,11 +144,14 @@ export class RpcPeer extends EventEmitter {
     this.#hello.send();
   }
 
-  /** Forget the current session (the channel's far end changed) and handshake again. */
-  resync(reason: string): void {
+  /**
+   * Forget the current session (the channel's far end changed, or the peer is lost) and handshake again;
+   * what the session had in flight fails with `errorClass` and the reason.
+   */
+  resync(reason: string, errorClass: typeof ChannelClosedError = ChannelClosedError): void {
     if (this.#closed) return;
     this.#log.info(`resynchronising with ${this.options.label}: ${reason}`);
-    this.#endSession(new ChannelClosedError(`${this.options.label}: ${reason}; the request was abandoned`));
+    this.#endSession(new errorClass(`${this.options.label}: ${reason}; the request was abandoned`));
     this.#ready = false;
     this.#hello.renew();
     this.#writer.resumeReading();
@@ -187,7 +204,9 @@ export class RpcPeer extends EventEmitter {
     const started = this.#outgoing.add(method, timeoutMs, options.signal, options.notifications);
     const send = (): void => {
       const taken = this.#outgoing.takeForSending(started.id);
-      if (taken !== undefined && !this.#closed) void this.#writer.write({ jsonrpc: '2.0', id: started.id, method: taken, params });
+      if (taken === undefined || this.#closed) return;
+      void this.#writer.write({ jsonrpc: '2.0', id: started.id, method: taken, params });
+      this.#keepalive.requestSent();
     };
     if (this.#ready) send();
     else this.#whenReady.push(send);
@@ -221,6 +240,7 @@ export class RpcPeer extends EventEmitter {
   // ---- receiving -------------------------------------------------------------------------------
 
   #onData(chunk: Buffer): void {
+    this.#keepalive.heard();
     if (!this.#started) {
       if (this.#early.reduce((n, c) => n + c.length, 0) + chunk.length <= this.options.maxLineBytes * 2) this.#early.push(Buffer.from(chunk));
       else this.#discarded++;
@@ -396,6 +416,7 @@ export class RpcPeer extends EventEmitter {
   // End the current session: abandon requests in both directions (sent ones only: unsent ones wait).
   #endSession(error: Error): void {
     this.#session++;
+    this.#keepalive.stop();
     this.#outgoing.failSent(error);
     this.#incoming.abortAll(error);
   }
@@ -405,6 +426,7 @@ export class RpcPeer extends EventEmitter {
     this.#closed = true;
     this.#closeError = error;
     this.#writer.stop();
+    this.#keepalive.stop();
     this.#whenReady.length = 0;
     this.#outgoing.failAll(error);
     this.#hello.stop();

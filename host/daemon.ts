@@ -14,6 +14,7 @@ import { CHANNEL_NAMES, ERROR_CODES, METHODS, type AgentInfo } from '../common/w
 import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { GuestConnections } from './guest-connections.js';
 import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-registry.js';
+import { GuestWatch } from './guest-watch.js';
 
 export interface HostDaemonOptions {
   discovery: GuestDiscoveryOptions;
@@ -43,9 +44,18 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
   const info = await readLocalAgentInfo('host');
   const registry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
   await registry.ready;
-  const discovery = createGuestDiscovery({ ...options.discovery, logger: log.child('discovery') });
+  // Resets, port closes and the agents' lifecycle: they end sessions at once and feed `--events` (guest-watch.ts).
+  let connections: GuestConnections | undefined;
+  let watch: GuestWatch | undefined;
+  const { libvirt } = options.discovery;
+  const discovery = createGuestDiscovery({
+    ...options.discovery,
+    ...(libvirt === false ? {} : { libvirt: { ...libvirt, onEvent: (event) => watch?.onLibvirtEvent(event) } }),
+    logger: log.child('discovery'),
+  });
+  watch = new GuestWatch({ registry: discovery.registry, connections: () => connections, staticGuests: options.discovery.staticGuests ?? [], logger: log.child('watch') });
 
-  const connections = new GuestConnections({
+  connections = new GuestConnections({
     registry: discovery.registry,
     logger: log,
     graceMs: options.graceMs,
@@ -57,6 +67,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         localInfo: info,
         logger: log.child(`guest ${guest.name}`),
         announce: role === 'hostToGuest',
+        onEvent: (kind, detail) => watch?.agentEvent(guest.name, role, kind, detail),
         peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes, ...(options.peerTimeoutMs !== undefined ? { peerTimeoutMs: options.peerTimeoutMs } : {}) },
         serve: {
           side: 'host',
@@ -103,11 +114,13 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: resolveGuest });
         peer.handle(METHODS.listGuests, () => ({ guests: connections.status() }));
         peer.handle(METHODS.status, () => ({ agent: info, guests: connections.status() }));
+        watch.register(peer);
       },
     });
   } catch (error) {
     await connections.close('start-up failed');
     await discovery.close();
+    watch.close();
     await registry.close();
     throw error;
   }
@@ -124,6 +137,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
       stopping ??= (async () => {
         await control.close();
         await discovery.close();
+        watch.close();
         await connections.close(reason);
         await registry.close();
       })();

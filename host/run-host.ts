@@ -2,14 +2,17 @@
 // on one guest (through the daemon when one runs, else straight to the guest's socket).
 import { readLocalAgentInfo } from '../common/wire/agent-info.js';
 import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from '../common/cli/actions.js';
-import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli/client.js';
+import { connectToDaemon, runClientAction, runInterruptible, startClientPeer, type ClientConnection } from '../common/cli/client.js';
 import type { ServingOptions } from '../common/cli/options.js';
 import { createLogger } from '../common/base/logger.js';
-import { METHODS } from '../common/wire/protocol.js';
+import { ChannelClosedError } from '../common/wire/errors.js';
+import { METHODS, type AgentInfo } from '../common/wire/protocol.js';
+import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
 import type { GuestStatus } from './guest-connections.js';
 import type { SetupCliOptions } from './setup-domain.js';
-import { parseGuestSpecs, staticGuestOf } from './guest-specs.js';
+import { parseGuestSpecs, staticGuestOf, type StaticGuestSpec } from './guest-specs.js';
+import type { Virsh } from './virsh.js';
 
 export const PROGRAM = 'negotiator-host';
 
@@ -19,6 +22,9 @@ export interface HostCliOptions extends ServingOptions {
   listGuests: boolean;
   listCommands: boolean;
   execute?: string;
+  /** --wait GUEST / --events: see wait-events.ts. */
+  wait?: boolean;
+  events?: boolean;
   guestName?: string;
   timeoutMs: number;
   guest: string[];
@@ -63,13 +69,13 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
       stopOnSignals(logger, (signal) => daemon.stop(`${PROGRAM} received ${signal}`), options.graceMs * 2 + 10_000);
     });
   }
-  const wantsGuest = options.listCommands || options.execute !== undefined;
-  if (!options.listGuests && !wantsGuest) {
-    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-guests, --list-commands GUEST or --execute 'COMMAND ARGS' GUEST (see --help)\n`);
+  const wantsGuest = options.listCommands || options.execute !== undefined || Boolean(options.wait);
+  if (!options.listGuests && !wantsGuest && !options.events) {
+    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-guests, --events, --wait GUEST, --list-commands GUEST or --execute 'COMMAND ARGS' GUEST (see --help)\n`);
     return EXIT_CODES.usage;
   }
   if (wantsGuest && !options.guestName) {
-    io.stderr.write(`${PROGRAM}: which guest? e.g. ${PROGRAM} ${options.listCommands ? '--list-commands' : `--execute '${options.execute}'`} GUEST (--list-guests shows them)\n`);
+    io.stderr.write(`${PROGRAM}: which guest? e.g. ${PROGRAM} ${options.listCommands ? '--list-commands' : options.wait ? '--wait' : `--execute '${options.execute}'`} GUEST (--list-guests shows them)\n`);
     return EXIT_CODES.usage;
   }
   const localInfo = await readLocalAgentInfo('host');
@@ -100,6 +106,7 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
     }
   }
 
+  if (options.events || options.wait) return runWaitOrEvents(options, io, localInfo, staticGuests, loadVirsh, groupHint);
   const guestName = options.guestName!;
   const connect = async (): Promise<ClientConnection> => {
     const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint, options.peerTimeoutMs);
@@ -155,5 +162,26 @@ export async function runHostDoctor(options: HostDoctorCommandOptions, io: CliIo
     },
     io,
     PROGRAM,
+  );
+}
+
+// `--events` (through the daemon only) and `--wait GUEST` (through the daemon, else straight to the guest).
+async function runWaitOrEvents(options: HostCliOptions, io: CliIo, localInfo: Omit<AgentInfo, 'nonce'>, staticGuests: StaticGuestSpec[], loadVirsh: () => Promise<Virsh | undefined>, groupHint: string): Promise<number> {
+  const { followEvents, waitDirectly, waitViaDaemon } = await import('./wait-events.js');
+  let daemon: RpcPeer | undefined;
+  return runInterruptible(
+    PROGRAM,
+    io,
+    async (signal) => {
+      daemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint, options.peerTimeoutMs);
+      if (options.events) {
+        if (!daemon) throw new ChannelClosedError(`--events needs the host daemon, and none answers on ${options.controlSocket}: start ${PROGRAM} --daemon (or give its --control-socket)`);
+        return followEvents(daemon, options.json, io, signal);
+      }
+      if (daemon) return waitViaDaemon(daemon, options.guestName!, options.timeoutMs, signal);
+      const virsh = await loadVirsh();
+      return waitDirectly({ guest: options.guestName!, staticGuests, virsh, localInfo, timeoutMs: options.timeoutMs, peerTimeoutMs: options.peerTimeoutMs, signal });
+    },
+    () => daemon?.close(),
   );
 }

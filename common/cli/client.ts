@@ -45,19 +45,32 @@ export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo,
 
 // Run a CLI action with Ctrl-C canceling it; print failures as one line; resolve with the exit code.
 export async function runClientAction(program: string, io: CliIo, connect: () => Promise<ClientConnection>, action: (connection: ClientConnection, signal: AbortSignal) => Promise<number>): Promise<number> {
+  let connection: ClientConnection | undefined;
+  return runInterruptible(
+    program,
+    io,
+    async (signal) => {
+      connection = await connect();
+      return action(connection, signal);
+    },
+    // Let a cancel notification reach the wire before closing.
+    () => connection?.peer.close(),
+  );
+}
+
+// The shape of every CLI action: Ctrl-C aborts `signal` (exit 130), a failure prints one line and exits
+// with its code, `cleanup` runs in every case.
+export async function runInterruptible(program: string, io: CliIo, run: (signal: AbortSignal) => Promise<number>, cleanup?: () => Promise<void> | undefined): Promise<number> {
   const controller = new AbortController();
   const onInterrupt = (): void => controller.abort();
   process.once('SIGINT', onInterrupt);
-  let connection: ClientConnection | undefined;
   try {
-    connection = await connect();
-    return await action(connection, controller.signal);
+    return await run(controller.signal);
   } catch (error) {
     io.stderr.write(formatCliError(program, error));
     return controller.signal.aborted ? EXIT_CODES.interrupted : exitCodeOfError(error);
   } finally {
     process.off('SIGINT', onInterrupt);
-    // Let a cancel notification reach the wire before closing.
-    await connection?.peer.close();
+    await cleanup?.();
   }
 }

@@ -30,6 +30,12 @@ export const METHODS = {
   agentStarted: 'agent.started',
   /** Event: the agent is stopping (params: StoppingParams). */
   agentStopping: 'agent.stopping',
+  /** Request on a daemon's control socket: answer once the other agent answered on every channel (params: {guest?}). */
+  agentWait: 'agent.wait',
+  /** Request on the host daemon's control socket: stream `events.event` notifications until canceled. */
+  eventsFollow: 'events.follow',
+  /** Notification for an `events.follow` request (params: {id, event: HostEvent}). */
+  eventsEvent: 'events.event',
 } as const;
 export type Method = (typeof METHODS)[keyof typeof METHODS];
 

@@ -27,7 +27,8 @@ export type { StartedRequest } from './requests.js';
 
 /**
  * One end of a connection. Call `start()` once, after registering handlers; it sends the hello. Events:
- * `ready` (peerInfo, restarted: boolean), `close` (error?), `handshake-error` (HandshakeError).
+ * `ready` (peerInfo, restarted: boolean), `close` (error?), `handshake-error` (HandshakeError), `session-lost`
+ * (error: the session ended without a close, by `resync`: the peer went silent, reset or reconnected).
  */
 export class RpcPeer extends EventEmitter {
   readonly options: ResolvedPeerOptions;
@@ -151,7 +152,9 @@ export class RpcPeer extends EventEmitter {
   resync(reason: string, errorClass: typeof ChannelClosedError = ChannelClosedError): void {
     if (this.#closed) return;
     this.#log.info(`resynchronising with ${this.options.label}: ${reason}`);
-    this.#endSession(new errorClass(`${this.options.label}: ${reason}; the request was abandoned`));
+    const error = new errorClass(`${this.options.label}: ${reason}; the request was abandoned`);
+    this.#endSession(error);
+    this.emit('session-lost', error);
     this.#ready = false;
     this.#hello.renew();
     this.#writer.resumeReading();

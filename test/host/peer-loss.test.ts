@@ -2,12 +2,12 @@
 // host's socket stays open when the guest agent dies, so nothing closes): a caller with a 60 s timeout
 // learns within the peer timeout that the guest agent was SIGKILLed or hangs, and the name of the guest.
 import t from 'tap';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startLoopbackVm } from '../helpers/loopback-vm.js';
-import { statOf } from '../helpers/processes.js';
+import { killRecordedGroups } from '../helpers/processes.js';
 import { FIXTURE_COMMANDS } from '../helpers/socket-agent.js';
 import { GUEST_CLI, HOST_CLI, outputMark, runCli, startCli, waitForOutput } from '../helpers/spawn-cli.js';
 
@@ -32,14 +32,7 @@ let guest = startGuest();
 const host = startHost();
 const pidFiles: string[] = [];
 t.teardown(async () => {
-  // A SIGKILLed daemon cannot end its commands: end their process groups here.
-  for (const file of pidFiles) {
-    try {
-      process.kill(-statOf(Number(readFileSync(file, 'utf8'))).pgrp, 'SIGKILL');
-    } catch {
-      // Already gone.
-    }
-  }
+  killRecordedGroups(pidFiles);
   for (const child of [host, guest]) child.kill('SIGKILL');
   await Promise.allSettled([host, guest]);
   await vm.close();

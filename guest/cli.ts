@@ -12,6 +12,7 @@ const program = new Command(PROGRAM)
   .option('-d, --daemon', 'serve the host: run the host\'s requests with this guest\'s command directories')
   .option('-l, --list-commands', 'list the commands the host offers to this guest')
   .option('-e, --execute <command>', 'run a host command, e.g. --execute \'reboot-notify now\' (split like a shell, no shell runs)')
+  .option('-w, --wait', 'exit 0 as soon as the host\'s agent has answered on both channels; 255 with the reason at --timeout')
   .addOption(new Option('-t, --timeout <seconds>', 'deadline of a request; the command is terminated after it (0 = none)').default(10_000, '10').argParser(parseTimeoutSeconds))
   .option('--json', 'print machine-readable results (list, execute and doctor)', false)
   .option('-n, --no-stdin', 'do not forward stdin to the command (it reads /dev/null)')
@@ -62,6 +63,7 @@ await runMain(program, PROGRAM, (parsed) =>
       daemon: Boolean(parsed.daemon),
       listCommands: Boolean(parsed.listCommands),
       execute: parsed.execute,
+      wait: Boolean(parsed.wait),
       timeoutMs: parsed.timeout,
       characterDevice: parsed.characterDevice,
       hostToGuest: parsed.hostToGuest,

@@ -9,6 +9,7 @@ import { describeExecuted, type ExecuteServerOptions } from '../common/execute/s
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
+import { registerAgentWait } from '../common/daemon/readiness.js';
 import type { Logger } from '../common/base/logger.js';
 import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import { describeGuestChannel, type GuestChannelSpec } from './channel-spec.js';
@@ -109,6 +110,9 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
             error: k.lastError ?? null,
           })),
         }));
+        registerAgentWait(peer, () => 'the host', () =>
+          keepers.map((k) => (k.session?.peer.isReady ? '' : `${k.label}: ${k.session ? 'no answer to the handshake yet (is the host daemon running?)' : `not open${k.lastError ? ` (${k.lastError})` : ''}`}`)).filter(Boolean).join('; '),
+        );
       },
     });
   } catch (error) {

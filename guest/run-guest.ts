@@ -14,6 +14,8 @@ export interface GuestCliOptions extends ServingOptions {
   daemon: boolean;
   listCommands: boolean;
   execute?: string;
+  /** --wait: until the host agent answered on both channels (wait-host.ts). */
+  wait?: boolean;
   timeoutMs: number;
   characterDevice?: string;
   hostToGuest: string;
@@ -51,11 +53,12 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
       stopOnSignals(logger, (signal) => daemon.stop(`${PROGRAM} received ${signal}`), options.graceMs * 2 + 10_000);
     });
   }
-  if (!options.listCommands && options.execute === undefined) {
-    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-commands or --execute 'COMMAND ARGS' (see --help)\n`);
+  if (!options.listCommands && options.execute === undefined && !options.wait) {
+    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --wait, --list-commands or --execute 'COMMAND ARGS' (see --help)\n`);
     return EXIT_CODES.usage;
   }
   const localInfo = await readLocalAgentInfo('guest');
+  if (options.wait) return (await import('./wait-host.js')).runGuestWait(options, localInfo, logger, io);
   const connect = async (): Promise<ClientConnection> => {
     if (options.characterDevice === undefined) {
       const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, 'add yourself to the group that owns it', options.peerTimeoutMs);

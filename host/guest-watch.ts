@@ -2,12 +2,13 @@
 // agents' sessions (ready, started, stopping, lost), and what QEMU (QMP) and libvirt say about resets and
 // ports. A reset or a closed port ends the sessions it concerns at once (their pending requests fail
 // now rather than after the keepalive's timeout). It serves `events.follow` (a notification stream for
-// `negotiator-host --events`) and `agent.wait` (`--wait GUEST`) on the control socket.
+// `negotiator-host --events`) and `agent.wait` (`--wait GUEST`, common/daemon/readiness.ts) on the control socket.
 import { EventEmitter } from 'node:events';
 import type { AgentEventKind } from '../common/daemon/agent-session.js';
-import { RpcError, TimeoutError } from '../common/wire/errors.js';
+import { registerAgentWait } from '../common/daemon/readiness.js';
+import { RpcError } from '../common/wire/errors.js';
 import type { Logger } from '../common/base/logger.js';
-import { CHANNEL_NAMES, ERROR_CODES, METHODS, isRecord } from '../common/wire/protocol.js';
+import { CHANNEL_NAMES, ERROR_CODES, METHODS } from '../common/wire/protocol.js';
 import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { CHANNEL_ROLES, type GuestConnections } from './guest-connections.js';
 import type { ChannelRole, GuestRegistry } from './guest-registry.js';
@@ -34,8 +35,6 @@ export interface HostEvent {
 
 export const CHANNEL_LABELS: Record<ChannelRole, 'host-to-guest' | 'guest-to-host'> = { hostToGuest: 'host-to-guest', guestToHost: 'guest-to-host' };
 const ROLE_OF_PORT = new Map<string, ChannelRole>(CHANNEL_ROLES.map((role) => [CHANNEL_NAMES[role], role]));
-/** How often an `agent.wait` looks again besides the events that wake it (a safety net, only while someone waits). */
-const WAIT_RECHECK_MS = 1000;
 
 export interface GuestWatchOptions {
   registry: GuestRegistry;
@@ -93,44 +92,10 @@ export class GuestWatch extends EventEmitter<{ event: [HostEvent] }> {
         else context.signal.addEventListener('abort', end, { once: true });
       });
     });
-    peer.handle(METHODS.agentWait, (params, context) => this.#waitReady(params, context.signal));
-  }
-
-  // Resolve once every channel of the guest has a session whose handshake is done; fail at the deadline
-  // with what is still missing.
-  async #waitReady(params: unknown, signal: AbortSignal): Promise<{ guest: string; waitedMs: number }> {
-    const name = isRecord(params) && typeof params.guest === 'string' ? params.guest : '';
-    const timeoutMs = isRecord(params) && typeof params.timeoutMs === 'number' && params.timeoutMs >= 0 ? params.timeoutMs : 10_000;
-    if (name === '') throw new RpcError(ERROR_CODES.invalidParams, 'which guest? negotiator-host --wait GUEST');
-    const started = Date.now();
-    let poke: (() => void) | undefined;
-    const onEvent = (event: HostEvent): void => {
-      if (event.guest === name) poke?.();
-    };
-    this.on('event', onEvent);
-    try {
-      for (;;) {
-        const missing = this.#notReady(name);
-        if (missing === undefined) return { guest: name, waitedMs: Date.now() - started };
-        const left = timeoutMs === 0 ? WAIT_RECHECK_MS : started + timeoutMs - Date.now();
-        if (left <= 0) throw new TimeoutError(`guest ${name} is not ready after ${timeoutMs / 1000} s: ${missing}`, timeoutMs);
-        // Woken by an event about this guest, the caller's cancel, or the recheck timer.
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            clearTimeout(timer);
-            signal.removeEventListener('abort', done);
-            poke = undefined;
-            resolve();
-          };
-          const timer = setTimeout(done, Math.min(left, WAIT_RECHECK_MS));
-          poke = done;
-          signal.addEventListener('abort', done, { once: true });
-        });
-        if (signal.aborted) throw new RpcError(ERROR_CODES.requestCanceled, 'waiting was canceled');
-      }
-    } finally {
-      this.off('event', onEvent);
-    }
+    registerAgentWait(peer, (params) => `guest ${String(params.guest)}`, (params) => {
+      if (typeof params.guest !== 'string' || params.guest === '') throw new RpcError(ERROR_CODES.invalidParams, 'which guest? negotiator-host --wait GUEST');
+      return this.#notReady(params.guest);
+    });
   }
 
   // Why the guest is not ready yet, or undefined when both its agent's channels answered.

@@ -99,3 +99,15 @@ t.test('a hung host daemon: a CLI waiting on it fails after its own --peer-timeo
   // The error comes after 1 s; closing the socket of a frozen daemon then waits its 2 s bound (stream-channel.ts).
   t.ok(took < 4500, `exited after ${took} ms`);
 });
+
+t.test('--wait: negotiator-guest through its daemon; without a daemon, the CLIs say what is missing at --timeout', async (t) => {
+  const viaDaemon = await runCli(GUEST_CLI, ['--control-socket', path.join(root, 'guest.sock'), '--wait', '--timeout', '20']);
+  t.equal(viaDaemon.exitCode, 0, viaDaemon.stderr);
+  const nowhere = path.join(root, 'nowhere');
+  const host = await runCli(HOST_CLI, ['--control-socket', path.join(root, 'none.sock'), '--no-libvirt', '--guest', `gone=${nowhere}`, '--wait', 'gone', '--timeout', '1.5']);
+  t.equal(host.exitCode, 255);
+  t.match(host.stderr, /^negotiator-host: error: guest gone is not ready after 1\.5 s: host-to-guest: .*nowhere\/negotiator-host-to-guest\.0.*; guest-to-host: /m);
+  const guestSide = await runCli(GUEST_CLI, ['--control-socket', path.join(root, 'none.sock'), '--host-to-guest', `unix:${nowhere}/a`, '--guest-to-host', `unix:${nowhere}/b`, '--wait', '--timeout', '1']);
+  t.equal(guestSide.exitCode, 255);
+  t.match(guestSide.stderr, /^negotiator-guest: error: the host is not ready after 1 s: .*nowhere\/a.*; .*nowhere\/b/m);
+});

@@ -10,8 +10,9 @@ import { RpcError } from '../common/wire/errors.js';
 import type { Logger } from '../common/base/logger.js';
 import { CHANNEL_NAMES, ERROR_CODES, METHODS } from '../common/wire/protocol.js';
 import type { RpcPeer } from '../common/wire/rpc-peer.js';
-import { CHANNEL_ROLES, type GuestConnections } from './guest-connections.js';
-import type { ChannelRole, GuestRegistry } from './guest-registry.js';
+import type { GuestConnections } from './guest-connections.js';
+import { CHANNEL_ROLES, describeRole, type ChannelRole } from './guest-model.js';
+import type { GuestTable } from './guest-table.js';
 import type { StaticGuestSpec } from './guest-specs.js';
 import { interpretLibvirtEvent } from './libvirt-events.js';
 import { startQmpMonitor, type QmpGuestEvent, type QmpMonitor } from './qmp-monitor.js';
@@ -33,11 +34,11 @@ export interface HostEvent {
   detail: string;
 }
 
-export const CHANNEL_LABELS: Record<ChannelRole, 'host-to-guest' | 'guest-to-host'> = { hostToGuest: 'host-to-guest', guestToHost: 'guest-to-host' };
+const channelOf = (role: ChannelRole): HostEvent['channel'] => describeRole(role) as HostEvent['channel'];
 const ROLE_OF_PORT = new Map<string, ChannelRole>(CHANNEL_ROLES.map((role) => [CHANNEL_NAMES[role], role]));
 
 export interface GuestWatchOptions {
-  registry: GuestRegistry;
+  guests: GuestTable;
   connections: () => GuestConnections | undefined;
   staticGuests: readonly StaticGuestSpec[];
   logger: Logger;
@@ -52,8 +53,8 @@ export class GuestWatch extends EventEmitter<{ event: [HostEvent] }> {
     super();
     this.setMaxListeners(0);
     this.#options = options;
-    options.registry.on('guest-up', (guest) => this.report({ guest: guest.name, event: 'guest-up', detail: `${guest.source}${guest.id !== undefined ? `, id ${guest.id}` : ''}` }));
-    options.registry.on('guest-down', (guest) => this.report({ guest: guest.name, event: 'guest-down', detail: guest.source }));
+    options.guests.on('guest-up', (guest) => this.report({ guest: guest.name, event: 'guest-up', detail: `${guest.source}${guest.id !== undefined ? `, id ${guest.id}` : ''}` }));
+    options.guests.on('guest-down', (guest) => this.report({ guest: guest.name, event: 'guest-down', detail: guest.source }));
     for (const spec of options.staticGuests) {
       if (spec.qmp) this.#monitors.push(startQmpMonitor({ path: spec.qmp, logger: options.logger, onEvent: (event) => this.#onQmp(spec.name, event) }));
     }
@@ -66,7 +67,7 @@ export class GuestWatch extends EventEmitter<{ event: [HostEvent] }> {
 
   /** An agent session's event on one of a guest's channels (the daemon's startAgentSession hook). */
   agentEvent(guest: string, role: ChannelRole, kind: AgentEventKind, detail: string): void {
-    this.report({ guest, event: `agent-${kind}`, channel: CHANNEL_LABELS[role], detail });
+    this.report({ guest, event: `agent-${kind}`, channel: channelOf(role), detail });
   }
 
   /** A libvirt domain event (LibvirtDiscovery's onEvent). */
@@ -101,14 +102,14 @@ export class GuestWatch extends EventEmitter<{ event: [HostEvent] }> {
   // Why the guest is not ready yet, or undefined when both its agent's channels answered.
   #notReady(name: string): string | undefined {
     const connection = this.#options.connections()?.get(name);
-    if (!connection) return `no guest of that name is up${this.#options.registry.list().length ? ` (known: ${this.#options.registry.list().map((g) => g.name).join(', ')})` : ''}`;
+    if (!connection) return `no guest of that name is up${this.#options.guests.list().length ? ` (known: ${this.#options.guests.list().map((g) => g.name).join(', ')})` : ''}`;
     const missing: string[] = [];
     for (const role of CHANNEL_ROLES) {
       if (!connection.guest.channels[role]) continue;
       const keeper = connection.keepers[role];
       const peer = keeper?.session?.peer;
       if (peer?.isReady) continue;
-      missing.push(`${CHANNEL_LABELS[role]}: ${peer ? 'no answer to the handshake yet (is the guest agent running?)' : `channel not open${keeper?.lastError ? ` (${keeper.lastError})` : ''}`}`);
+      missing.push(`${channelOf(role)}: ${peer ? 'no answer to the handshake yet (is the guest agent running?)' : `channel not open${keeper?.lastError ? ` (${keeper.lastError})` : ''}`}`);
     }
     if (!connection.outbound) return 'it has no negotiator channels';
     return missing.length ? missing.join('; ') : undefined;
@@ -118,7 +119,7 @@ export class GuestWatch extends EventEmitter<{ event: [HostEvent] }> {
     if (event.kind === 'monitor') return this.report({ guest, event: 'monitor', detail: `${event.connected ? 'connected to' : 'lost'} ${event.detail}` });
     if (event.kind === 'port') {
       const role = ROLE_OF_PORT.get(event.port);
-      this.report({ guest, event: event.open ? 'port-open' : 'port-closed', ...(role ? { channel: CHANNEL_LABELS[role] } : {}), detail: `QMP VSERPORT_CHANGE: the guest ${event.open ? 'opened' : 'closed'} port ${event.port}` });
+      this.report({ guest, event: event.open ? 'port-open' : 'port-closed', ...(role ? { channel: channelOf(role) } : {}), detail: `QMP VSERPORT_CHANGE: the guest ${event.open ? 'opened' : 'closed'} port ${event.port}` });
       if (!event.open && role) this.#lost(guest, `the guest closed its port ${event.port} (QMP VSERPORT_CHANGE): its agent stopped or died`, role);
       return;
     }

@@ -7,11 +7,11 @@ import { ChannelClosedError, TimeoutError, errorMessage } from '../common/wire/e
 import { METHODS, isRecord, type AgentInfo } from '../common/wire/protocol.js';
 import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
+import { CHANNEL_ROLES, describeRole } from './guest-model.js';
 import type { StaticGuestSpec } from './guest-specs.js';
 import type { HostEvent } from './guest-watch.js';
 import type { Virsh } from './virsh.js';
 
-const ROLES = { hostToGuest: 'host-to-guest', guestToHost: 'guest-to-host' } as const;
 /** Between two tries of a guest that is not up yet, without a daemon. */
 const RETRY_MS = 500;
 
@@ -43,7 +43,8 @@ export async function waitDirectly(options: DirectWaitOptions): Promise<number> 
     try {
       const located = await locateGuest(options.guest, options.staticGuests, options.virsh);
       const missing: string[] = [];
-      for (const [role, label] of Object.entries(ROLES) as Array<[keyof typeof ROLES, string]>) {
+      for (const role of CHANNEL_ROLES) {
+        const label = describeRole(role);
         const endpoint = located.channels[role];
         if (!endpoint) continue;
         const problem = await handshake(endpoint.path, `guest ${options.guest} (${label})`, Math.min(left, 5000), options);

@@ -97,9 +97,11 @@ export class RpcPeer extends EventEmitter {
       peerTimeoutMs: this.options.peerTimeoutMs,
       hasPending: () => this.#outgoing.hasSent(this.#keepalivePing),
       ping: (timeoutMs) => {
+        const sent = Date.now();
         const ping = this.startRequest(METHODS.ping, {}, { timeoutMs });
         this.#keepalivePing = ping.id;
-        return ping.response;
+        // The round trip, for choosing --peer-timeout on slow guests (docs/benchmarks.md).
+        return ping.response.then(() => this.#log.debug(`keepalive: ${this.options.label} answered a ping in ${Date.now() - sent} ms`));
       },
       onLost: (silentMs, pings) =>
         this.resync(`no answer from the ${this.#peerInfo?.side ?? 'other'} agent for ${(silentMs / 1000).toFixed(1)} s (${pings} keepalive ping(s) unanswered): it died, hangs, or its machine reset`, PeerLostError),

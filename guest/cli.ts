@@ -11,7 +11,8 @@ const program = new Command(PROGRAM)
   .version(readPackageVersion(), '--version')
   .option('-d, --daemon', 'serve the host: run the host\'s requests with this guest\'s command directories')
   .option('-l, --list-commands', 'list the commands the host offers to this guest')
-  .option('-e, --execute <command>', 'run a host command, e.g. --execute \'reboot-notify now\' (split like a shell, no shell runs)');
+  .option('-e, --execute <command>', 'run a host command, e.g. --execute \'reboot-notify now\' (split like a shell, no shell runs)')
+  .option('-w, --wait', 'exit 0 as soon as the host\'s agent has answered on both channels; 255 with the reason at --timeout');
 addClientOptions(program, 'list, execute and doctor')
   .option('-c, --character-device <channel>', 'talk to the host through this channel, not through the daemon: a device (/dev/vport1p2), serial:/dev/ttyS1[@BAUD], unix:PATH or tcp:HOST:PORT')
   .option('--host-to-guest <channel>', 'daemon: the channel the host calls us on (virtio:NAME, a device, serial:..., unix:..., tcp:...)', `virtio:${CHANNEL_NAMES.hostToGuest}`)
@@ -58,6 +59,7 @@ await runMain(program, PROGRAM, (parsed) =>
       daemon: Boolean(parsed.daemon),
       listCommands: Boolean(parsed.listCommands),
       execute: parsed.execute,
+      wait: Boolean(parsed.wait),
       characterDevice: parsed.characterDevice,
       hostToGuest: parsed.hostToGuest,
       guestToHost: parsed.guestToHost,

@@ -10,6 +10,7 @@ import { describeExecuted, type ExecuteServerOptions } from '../common/execute/s
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
+import { registerAgentWait } from '../common/daemon/readiness.js';
 import type { Logger } from '../common/base/logger.js';
 import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import { describeGuestChannel, type GuestChannelSpec } from './channel-spec.js';
@@ -27,6 +28,8 @@ export interface GuestDaemonOptions {
   limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted'>;
   requestTimeoutMs: number;
   maxLineBytes: number;
+  /** Silence of the other agent, with requests waiting, after which they fail (keepalive); default 15 s. */
+  peerTimeoutMs?: number;
   /** Grace for running commands on shutdown. */
   graceMs: number;
   logger: Logger;
@@ -58,7 +61,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
       localInfo,
       logger: log.child(label),
       announce,
-      peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes },
+      peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes, ...(options.peerTimeoutMs !== undefined ? { peerTimeoutMs: options.peerTimeoutMs } : {}) },
       serve: {
         side: 'guest',
         commands: registry,
@@ -111,6 +114,9 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
             error: k.lastError ?? null,
           })),
         }));
+        registerAgentWait(peer, () => 'the host', () =>
+          keepers.map((k) => (k.session?.peer.isReady ? '' : `${k.label}: ${k.session ? 'no answer to the handshake yet (is the host daemon running?)' : `not open${k.lastError ? ` (${k.lastError})` : ''}`}`)).filter(Boolean).join('; '),
+        );
       },
     });
   } catch (error) {

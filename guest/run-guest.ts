@@ -14,6 +14,8 @@ export interface GuestCliOptions extends ServingOptions, ClientOptions, ControlO
   daemon: boolean;
   listCommands: boolean;
   execute?: string;
+  /** --wait: until the host agent answered on both channels (wait-host.ts). */
+  wait?: boolean;
   characterDevice?: string;
   hostToGuest: string;
   guestToHost: string;
@@ -33,14 +35,15 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
       }),
     );
   }
-  if (!options.listCommands && options.execute === undefined) {
-    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-commands or --execute 'COMMAND ARGS' (see --help)\n`);
+  if (!options.listCommands && options.execute === undefined && !options.wait) {
+    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --wait, --list-commands or --execute 'COMMAND ARGS' (see --help)\n`);
     return EXIT_CODES.usage;
   }
   const localInfo = await readLocalAgentInfo('guest');
+  if (options.wait) return (await import('./wait-host.js')).runGuestWait(options, localInfo, createLogger({ level: options.logLevel }), io);
   const connect = async (): Promise<ClientConnection> => {
     if (options.characterDevice === undefined) {
-      const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, 'add yourself to the group that owns it');
+      const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, 'add yourself to the group that owns it', options.peerTimeoutMs);
       if (viaDaemon) return { peer: viaDaemon, viaDaemon: true };
     }
     // No daemon: open the guest-to-host channel ourselves, as Negotiator's CLI does. The port modules
@@ -49,7 +52,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
     const { openGuestChannel } = await import('./open-channel.js');
     const logger = createLogger({ level: options.logLevel });
     const channel = await openGuestChannel(spec, { logger: logger.child('channel'), timeoutMs: Math.min(options.timeoutMs || 5000, 5000) });
-    return { peer: startClientPeer(channel, localInfo, 'the host', options.timeoutMs), viaDaemon: false };
+    return { peer: startClientPeer(channel, localInfo, 'the host', options.timeoutMs, options.peerTimeoutMs), viaDaemon: false };
   };
   return runListOrExecute(PROGRAM, io, options, connect);
 }

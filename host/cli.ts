@@ -12,9 +12,11 @@ const program = new Command(PROGRAM)
   .option('-d, --daemon', 'serve every guest: keep their channels open, run their requests with the host\'s command directories')
   .option('-g, --list-guests', 'list the guests, with their agent\'s state')
   .option('-l, --list-commands', 'list the commands GUEST offers')
-  .option('-e, --execute <command>', 'run a command in GUEST, e.g. --execute \'df -h /\' vm1 (split like a shell, no shell runs)');
+  .option('-e, --execute <command>', 'run a command in GUEST, e.g. --execute \'df -h /\' vm1 (split like a shell, no shell runs)')
+  .option('-w, --wait', 'exit 0 as soon as GUEST\'s agent has answered on both channels (e.g. right after virsh start); 255 with the reason at --timeout')
+  .option('--events', 'print one line per event until interrupted: guests appearing and going away, their agent starting, stopping or lost, resets, ports (needs the daemon; --json for JSON lines)');
 addClientOptions(program, 'guests, list, execute, setup and doctor')
-  .option('--guest <name=spec>', 'a guest that is not libvirt\'s (repeatable): NAME=DIR holding the two channel sockets, or NAME=h2g=PATH,g2h=PATH', (v: string, prev: string[]) => [...prev, v], [] as string[])
+  .option('--guest <name=spec>', 'a guest that is not libvirt\'s (repeatable): NAME=DIR holding the two channel sockets, or NAME=h2g=PATH,g2h=PATH; add ,qmp=PATH (a QMP monitor socket of its own) to notice resets at once', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--no-libvirt', 'do not ask libvirt for guests (only --guest ones)')
   .option('--libvirt-uri <uri>', 'libvirt connection', 'qemu:///system')
   .addOption(new Option('--rescan <seconds>', 'daemon: safety-net rescan of libvirt and --guest sockets').default(30_000, '30').argParser(parseTimeoutSeconds));
@@ -28,6 +30,8 @@ Examples:
   ${PROGRAM} --list-guests                  which guests, is their agent up?
   ${PROGRAM} --list-commands vm1            what may the host ask of vm1?
   ${PROGRAM} --execute 'ip-addresses' vm1   run a guest command; its output streams here
+  virsh start vm1 && ${PROGRAM} --wait --timeout 120 vm1    wait until vm1's agent answers
+  ${PROGRAM} --events --json                follow guests and agents (JSON lines) until Ctrl-C
   ${PROGRAM} --guest vm1=/run/vm1 --execute uptime vm1     a plain QEMU guest (-chardev socket,server=on)
 
 Exit status: the guest command's own; 128+N when a signal N ended it; 124 when its --timeout ended it;
@@ -70,6 +74,8 @@ await runMain(program, PROGRAM, (parsed) =>
       listGuests: Boolean(parsed.listGuests),
       listCommands: Boolean(parsed.listCommands),
       execute: parsed.execute,
+      wait: Boolean(parsed.wait),
+      events: Boolean(parsed.events),
       guestName: program.args[0],
       guest: parsed.guest,
       libvirt: parsed.libvirt,

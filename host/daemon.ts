@@ -15,6 +15,7 @@ import { GuestConnections } from './guest-connections.js';
 import { resolveGuestPeer } from './guest-upstream.js';
 import { describeRole } from './guest-model.js';
 import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-discovery.js';
+import { GuestWatch } from './guest-watch.js';
 
 export interface HostDaemonOptions {
   discovery: GuestDiscoveryOptions;
@@ -25,6 +26,8 @@ export interface HostDaemonOptions {
   limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv'>;
   requestTimeoutMs: number;
   maxLineBytes: number;
+  /** Silence of the other agent, with requests waiting, after which they fail (keepalive); default 15 s. */
+  peerTimeoutMs?: number;
   graceMs: number;
   logger: Logger;
 }
@@ -44,9 +47,18 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
   await commands.ready;
   // Ours: every guest's commands use it, and stop() ends its waiting launchers.
   const launchers = createDaemonLauncherPool(options.limits);
-  const discovery = createGuestDiscovery({ ...options.discovery, logger: log.child('discovery') });
+  // Resets, port closes and the agents' lifecycle: they end sessions at once and feed `--events` (guest-watch.ts).
+  let connections: GuestConnections | undefined;
+  let watch: GuestWatch | undefined;
+  const { libvirt } = options.discovery;
+  const discovery = createGuestDiscovery({
+    ...options.discovery,
+    ...(libvirt === false ? {} : { libvirt: { ...libvirt, onEvent: (event) => watch?.onLibvirtEvent(event) } }),
+    logger: log.child('discovery'),
+  });
+  watch = new GuestWatch({ guests: discovery.guests, connections: () => connections, staticGuests: options.discovery.staticGuests ?? [], logger: log.child('watch') });
 
-  const connections = new GuestConnections({
+  connections = new GuestConnections({
     guests: discovery.guests,
     logger: log,
     graceMs: options.graceMs,
@@ -58,7 +70,8 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         localInfo: info,
         logger: log.child(`guest ${guest.name}`),
         announce: role === 'hostToGuest',
-        peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes },
+        onEvent: (kind, detail) => watch?.agentEvent(guest.name, role, kind, detail),
+        peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes, ...(options.peerTimeoutMs !== undefined ? { peerTimeoutMs: options.peerTimeoutMs } : {}) },
         serve: {
           side: 'host',
           commands,
@@ -88,11 +101,13 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: (params) => resolveGuestPeer(connections, params, options.requestTimeoutMs) });
         peer.handle(METHODS.listGuests, () => ({ guests: connections.status() }));
         peer.handle(METHODS.status, () => ({ agent: info, guests: connections.status() }));
+        watch.register(peer);
       },
     });
   } catch (error) {
     await connections.close('start-up failed');
     await discovery.close();
+    watch.close();
     await commands.close();
     launchers?.close();
     throw error;
@@ -110,6 +125,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
       stopping ??= (async () => {
         await control.close();
         await discovery.close();
+        watch.close();
         await connections.close(reason);
         await commands.close();
         launchers?.close();

@@ -5,6 +5,7 @@ import type { AgentSession } from '../common/daemon/agent-session.js';
 import type { ByteChannel } from '../common/wire/byte-channel.js';
 import { keepChannel, type ChannelKeeper } from '../common/daemon/channel-keeper.js';
 import type { Logger } from '../common/base/logger.js';
+import { PeerLostError } from '../common/wire/errors.js';
 import type { AgentInfo } from '../common/wire/protocol.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
 import { CHANNEL_ROLES, describeRole, type ChannelRole, type DiscoveredGuest, type GuestStatus } from './guest-model.js';
@@ -76,6 +77,16 @@ export class GuestConnections {
       }
       return { name: guest.name, uuid: guest.uuid ?? null, source: guest.source, agent, channels };
     });
+  }
+
+  /**
+   * The host saw the guest's agent session end (a reset, a closed port): fail what its channels (or the
+   * one of `role`) had in flight at once, with `reason`, and handshake again.
+   */
+  peerLost(name: string, reason: string, role?: ChannelRole): void {
+    for (const [r, keeper] of Object.entries(this.#connections.get(name)?.keepers ?? {})) {
+      if (role === undefined || r === role) keeper.session?.peer.resync(reason, PeerLostError);
+    }
   }
 
   /** Stop every connection (daemon shutdown). */

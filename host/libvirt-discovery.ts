@@ -18,6 +18,8 @@ export interface LibvirtDiscoveryOptions {
   concurrency?: number;
   /** Rescan this long after `virsh event` (re)starts, to catch what happened before it listened; default 500 ms. */
   resyncDelayMs?: number;
+  /** Every domain event as it comes (reboots for peer loss, see libvirt-events.ts). */
+  onEvent?: (event: DomainEvent) => void;
 }
 
 /** What a running domain looked like at its last inspection: enough to tell a restart from the same instance. */
@@ -32,6 +34,7 @@ export class LibvirtDiscovery {
   readonly ready: Promise<void>;
   readonly #virsh: Virsh;
   readonly #sink: GuestSink;
+  readonly #onEvent: ((event: DomainEvent) => void) | undefined;
   readonly #logger: Logger;
   readonly #concurrency: number;
   readonly #resyncDelayMs: number;
@@ -65,6 +68,7 @@ export class LibvirtDiscovery {
     }
     this.#virsh = options.virsh;
     this.#sink = options.sink;
+    this.#onEvent = options.onEvent;
     this.#logger = options.logger ?? silentLogger;
     this.ready = this.rescan();
     this.#following = this.#follow();
@@ -127,7 +131,10 @@ export class LibvirtDiscovery {
   async #follow(): Promise<void> {
     try {
       for await (const item of this.#virsh.followEvents({ signal: this.#controller.signal })) {
-        if (item.type === 'domain') this.#onDomainEvent(item);
+        if (item.type === 'domain') {
+          this.#onEvent?.(item);
+          this.#onDomainEvent(item);
+        }
         else if (item.type === 'stream-started') this.#scheduleResync();
         else if (item.error.kind === 'failed') this.#logOnce(`stream:${item.error.message}`, 'warn', `following libvirt events: ${item.error.message}; retrying`);
       }

@@ -17,7 +17,7 @@ export interface ClientConnection {
 }
 
 // Connect to the daemon's control socket; undefined when no daemon runs there (no socket, or refused).
-export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentInfo, 'nonce'>, requestTimeoutMs: number, groupHint: string): Promise<RpcPeer | undefined> {
+export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentInfo, 'nonce'>, requestTimeoutMs: number, groupHint: string, peerTimeoutMs?: number): Promise<RpcPeer | undefined> {
   try {
     await access(socketPath);
   } catch {
@@ -34,32 +34,45 @@ export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentI
     }
     throw error;
   }
-  return startClientPeer(channel, localInfo, `the daemon (${socketPath})`, requestTimeoutMs);
+  return startClientPeer(channel, localInfo, `the daemon (${socketPath})`, requestTimeoutMs, peerTimeoutMs);
 }
 
-// Start a peer for a CLI on an open channel (no hello retries: a CLI lives seconds).
-export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo, 'nonce'>, label: string, requestTimeoutMs: number): RpcPeer {
-  const peer = new RpcPeer(channel, { localInfo, label, requestTimeoutMs, helloRetryMs: 1000, maxHelloRetryMs: 2000 });
+// Start a peer for a CLI on an open channel (no hello retries: a CLI lives seconds); `peerTimeoutMs`: --peer-timeout.
+export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo, 'nonce'>, label: string, requestTimeoutMs: number, peerTimeoutMs?: number): RpcPeer {
+  const peer = new RpcPeer(channel, { localInfo, label, requestTimeoutMs, helloRetryMs: 1000, maxHelloRetryMs: 2000, ...(peerTimeoutMs !== undefined ? { peerTimeoutMs } : {}) });
   peer.start();
   return peer;
 }
 
 // Run a CLI action with Ctrl-C canceling it; print failures as one line; resolve with the exit code.
 export async function runClientAction(program: string, io: CliIo, connect: () => Promise<ClientConnection>, action: (connection: ClientConnection, signal: AbortSignal) => Promise<number>): Promise<number> {
+  let connection: ClientConnection | undefined;
+  return runInterruptible(
+    program,
+    io,
+    async (signal) => {
+      connection = await connect();
+      return action(connection, signal);
+    },
+    // Let a cancel notification reach the wire before closing.
+    () => connection?.peer.close(),
+  );
+}
+
+// The shape of every CLI action: Ctrl-C aborts `signal` (exit 130), a failure prints one line and exits
+// with its code, `cleanup` runs in every case.
+export async function runInterruptible(program: string, io: CliIo, run: (signal: AbortSignal) => Promise<number>, cleanup?: () => Promise<void> | undefined): Promise<number> {
   const controller = new AbortController();
   const onInterrupt = (): void => controller.abort();
   process.once('SIGINT', onInterrupt);
-  let connection: ClientConnection | undefined;
   try {
-    connection = await connect();
-    return await action(connection, controller.signal);
+    return await run(controller.signal);
   } catch (error) {
     io.stderr.write(formatCliError(program, error));
     return controller.signal.aborted ? EXIT_CODES.interrupted : exitCodeOfError(error);
   } finally {
     process.off('SIGINT', onInterrupt);
-    // Let a cancel notification reach the wire before closing.
-    await connection?.peer.close();
+    await cleanup?.();
   }
 }
 

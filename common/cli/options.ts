@@ -142,6 +142,7 @@ export function addServingOptions(program: Command, channelNoun: string, peerNou
     )
     .option('--run-as <user>', "daemon: run commands as this user (default: the daemon's user)")
     .addOption(new Option('--max-line-bytes <size>', 'longest protocol line accepted').default(1024 * 1024, '1M').argParser(parseBytes))
+    .addOption(new Option('--peer-timeout <seconds>', `fail the requests waiting on ${peerNoun === 'a guest' ? 'a guest\'s' : 'the host\'s'} agent when it answers nothing (not even a keepalive ping) for this long: it died, hangs or its machine reset (0 = wait for each request's own --timeout)`).default(15_000, '15').argParser(parseTimeoutSeconds))
     .addOption(new Option('--grace <seconds>', 'daemon: on SIGTERM, how long running commands may finish before they are canceled').default(10_000, '10').argParser(parseTimeoutSeconds))
     .option('-v, --verbose', 'more log lines (repeat for debug)', increment, 0)
     .option('-q, --quiet', 'fewer log lines (repeat for errors only)', increment, 0);
@@ -162,6 +163,7 @@ export function servingOptionsOf(parsed: Record<string, unknown>): ServingOption
     ...(parsed.runAs !== undefined ? { runAs: parsed.runAs as string } : {}),
     maxLineBytes: parsed.maxLineBytes as number,
     graceMs: parsed.grace as number,
+    peerTimeoutMs: parsed.peerTimeout as number,
     logLevel: logLevelOf(parsed.verbose as number, parsed.quiet as number),
   };
 }

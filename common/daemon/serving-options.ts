@@ -20,4 +20,6 @@ export interface ServingOptions {
   maxLineBytes: number;
   graceMs: number;
   logLevel: LogLevel;
+  /** --peer-timeout: silence of the other agent, while requests wait, after which they fail. */
+  peerTimeoutMs: number;
 }

@@ -22,6 +22,7 @@ export interface DaemonBaseOptions extends ServingConfig {
   controlGid?: number;
   requestTimeoutMs: number;
   maxLineBytes: number;
+  peerTimeoutMs: number;
   graceMs: number;
   logger: Logger;
 }
@@ -37,6 +38,7 @@ export async function runDaemon(program: string, options: DaemonStartOptions, st
     ...(options.controlGroup !== undefined ? { controlGid: options.controlGroup } : {}),
     requestTimeoutMs: options.timeoutMs,
     maxLineBytes: options.maxLineBytes,
+    peerTimeoutMs: options.peerTimeoutMs,
     graceMs: options.graceMs,
     logger,
   });

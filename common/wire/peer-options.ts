@@ -4,7 +4,7 @@ import { ConfigError } from './errors.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { RequestNotificationHandlers } from './requests.js';
 import { silentLogger, type Logger } from '../base/logger.js';
-import { DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT_MS, type AgentInfo, type OutputStream, type RequestId } from './protocol.js';
+import { DEFAULT_MAX_LINE_BYTES, DEFAULT_PEER_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, type AgentInfo, type OutputStream, type RequestId } from './protocol.js';
 
 /** A notification that carries bytes (`execute.output`, `execute.input`): sent without JSON-escaping them. */
 export interface BulkMessage {
@@ -49,6 +49,11 @@ export interface PeerOptions {
   /** Requests from the peer being handled at once; more are answered `busy`. Default 4 096. */
   maxIncomingRequests?: number;
   /**
+   * Silence of the peer, while requests we sent wait, after which it is declared lost and those requests
+   * fail (keepalive.ts: pings go out after a third of it). 0 = never. Default 15 000.
+   */
+  peerTimeoutMs?: number;
+  /**
    * Memory held for this peer (unsent writes with their overhead, its requests in flight, relay buffers:
    * memory-budget.ts) above which we stop reading it until half has drained. Default 8 MiB.
    */
@@ -83,8 +88,9 @@ export function resolvePeerOptions(options: PeerOptions): ResolvedPeerOptions {
     maxIncomingRequests: options.maxIncomingRequests ?? 4096,
     maxWriteBacklogBytes: options.maxWriteBacklogBytes ?? 8 * 1024 * 1024,
     ...(options.memoryBudget ? { memoryBudget: options.memoryBudget } : {}),
+    peerTimeoutMs: options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS,
   };
-  for (const key of ['maxLineBytes', 'requestTimeoutMs', 'handshakeTimeoutMs', 'helloRetryMs', 'maxHelloRetryMs', 'maxIncomingRequests', 'maxWriteBacklogBytes'] as const) {
+  for (const key of ['maxLineBytes', 'requestTimeoutMs', 'handshakeTimeoutMs', 'helloRetryMs', 'maxHelloRetryMs', 'maxIncomingRequests', 'maxWriteBacklogBytes', 'peerTimeoutMs'] as const) {
     const value = resolved[key];
     if (!Number.isSafeInteger(value) || value < 0) {
       throw new ConfigError(`Expected the \`${key}\` option to be a non-negative integer, got \`${value}\``);

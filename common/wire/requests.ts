@@ -73,6 +73,12 @@ export class OutgoingRequests {
     return { id, response };
   }
 
+  /** Is a request other than `except` written and waiting for its answer? (The keepalive's question.) */
+  hasSent(except?: number): boolean {
+    for (const [id, pending] of this.#pending) if (pending.sent && id !== except) return true;
+    return false;
+  }
+
   /** Mark a request as written; returns its method, or undefined when it is settled or already sent. */
   takeForSending(id: number): string | undefined {
     const pending = this.#pending.get(id);

@@ -60,14 +60,20 @@ t.test('parseGuestSpec: explicit socket paths', async (t) => {
   t.same(parseGuestSpec('vm=g2h=/s/x=y'), { name: 'vm', guestToHost: '/s/x=y' }, 'and an equals sign');
 });
 
+t.test('parseGuestSpec: a QMP socket with either form (qmp=PATH)', async (t) => {
+  t.same(parseGuestSpec('vm1=/run/vm1,qmp=/run/vm1/mon.sock'), { name: 'vm1', hostToGuest: `/run/vm1/${H2G}`, guestToHost: `/run/vm1/${G2H}`, qmp: '/run/vm1/mon.sock' });
+  t.same(parseGuestSpec('vm=h2g=/s/a,qmp=q.sock', '/c'), { name: 'vm', hostToGuest: '/s/a', qmp: '/c/q.sock' }, 'relative to cwd');
+  t.throws(() => parseGuestSpec('vm=qmp=/q'), { name: 'ConfigError', message: '`--guest vm=qmp=/q`: give at least one channel, h2g=PATH or g2h=PATH' });
+});
+
 t.test('parseGuestSpec: bad specs say what is wrong and what is expected', async (t) => {
-  const help = 'NAME=DIR (a directory holding the sockets negotiator-host-to-guest.0 and negotiator-guest-to-host.0) or NAME=h2g=PATH,g2h=PATH';
+  const help = 'NAME=DIR (a directory holding the sockets negotiator-host-to-guest.0 and negotiator-guest-to-host.0) or NAME=h2g=PATH,g2h=PATH, either with ,qmp=PATH';
   const cases: Array<[string, string]> = [
     ['vm1', `Expected \`--guest\` to be ${help}, got \`vm1\``],
     ['vm1=', `Expected \`--guest\` to be ${help}, got \`vm1=\``],
     ['=/dir', '`--guest =/dir`: the guest name `` must be 1-128 letters, digits or . _ : @ + -'],
     ['my vm=/dir', '`--guest my vm=/dir`: the guest name `my vm` must be 1-128 letters, digits or . _ : @ + -'],
-    ['vm=h2g=/a,gh2=/b', '`--guest vm=h2g=/a,gh2=/b`: unknown key `gh2`; use h2g=PATH and/or g2h=PATH'],
+    ['vm=h2g=/a,gh2=/b', '`--guest vm=h2g=/a,gh2=/b`: unknown key `gh2`; use h2g=PATH and/or g2h=PATH (and qmp=PATH)'],
     ['vm=h2g=', '`--guest vm=h2g=`: `h2g=` needs a socket path'],
     ['vm=h2g=/a,h2g=/b', '`--guest vm=h2g=/a,h2g=/b`: `h2g` is given twice'],
   ];

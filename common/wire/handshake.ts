@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../base/logger.js';
 import { RpcError } from './errors.js';
+import { FRAME_SYNC_BYTES } from './frame-codec.js';
 import type { MessageWriter } from './message-writer.js';
 import { ERROR_CODES, METHODS, SIDES, isRecord, type AgentInfo, type OsInfo, type Side } from './protocol.js';
 
@@ -66,6 +67,9 @@ export function validatePeerHello(value: unknown, local: AgentInfo): AgentInfo {
   return { protocol, name, version, side: side as Side, os, capabilities, nonce, pid };
 }
 
+const SYNC = Buffer.alloc(FRAME_SYNC_BYTES, 0x0a);
+const NEWLINE = Buffer.from('\n');
+
 export interface HelloSenderOptions {
   label: string;
   logger: Logger;
@@ -113,9 +117,10 @@ export class HelloSender {
     if (this.#options.isSettled()) return;
     // Skip a retry while the previous hello is still unsent (the far end is not reading): no pile-up.
     if (this.#count === 0 || this.#writer.pendingBytes === 0) {
+      // The leading newline ends any half line an earlier client left in the channel; a session's first
+      // hello comes after enough of them to end a half frame too (frame-codec.ts).
+      void this.#writer.writeLine(this.#delay === 0 ? SYNC : NEWLINE);
       this.#helloId = `hello-${this.#nonce.slice(0, 8)}-${++this.#count}`;
-      // The leading newline ends any half line an earlier client left in the channel.
-      void this.#writer.writeLine(Buffer.from('\n'));
       void this.#writer.write({ jsonrpc: '2.0', id: this.#helloId, method: METHODS.hello, params: this.#options.localInfo() });
     }
     this.#delay = Math.min(this.#delay === 0 ? this.#options.retryMs : this.#delay * 2, this.#options.maxRetryMs);

@@ -2,8 +2,18 @@
 // call order. It also owns the one defence against a peer that does not read: when our unsent bytes pass
 // a limit we stop reading that peer (its requests are what makes our replies), and read again once half
 // the backlog has drained.
+//
+// Scheduling: control lines go to the channel at once; bulk messages (a command's or a stream's bytes)
+// wait in one queue per request / stream id and are handed to the channel one chunk at a time, taking
+// the ids in turn. So the channel never holds more than about one chunk of bulk ahead of a ping, and
+// one big transfer does not starve another. Hazard: a message about an id (a response, an eof, a
+// stream's end) must not overtake that id's queued bytes, so it joins the id's queue instead.
+import { encodeBulkLine } from './bulk-line.js';
 import type { ByteChannel } from './byte-channel.js';
 import { errorMessage } from './errors.js';
+import { FRAME_MAX_PAYLOAD, encodeFrame } from './frame-codec.js';
+import type { BulkMessage } from './peer-options.js';
+import { isRecord } from './protocol.js';
 import type { Logger } from '../base/logger.js';
 
 export interface MessageWriterOptions {
@@ -16,21 +26,37 @@ export interface MessageWriterOptions {
   onWriteFailed(error: unknown): void;
 }
 
+interface QueuedWrite {
+  bytes: Buffer;
+  /** Settles the caller's promise once the bytes are handed to the channel (or dropped). */
+  done?: () => void;
+}
+
 /** Writes lines for one peer. Lifecycle: `stop()` once the peer is closed; later writes are dropped. */
 export class MessageWriter {
   readonly #channel: ByteChannel;
   readonly #options: MessageWriterOptions;
   #stopped = false;
   #paused = false;
+  #frames = false;
+  /** Bulk waiting to be written, by id key, in the order the ids take turns. */
+  readonly #queues = new Map<string, QueuedWrite[]>();
+  #queuedBytes = 0;
+  #pumping = false;
 
   constructor(channel: ByteChannel, options: MessageWriterOptions) {
     this.#channel = channel;
     this.#options = options;
   }
 
-  /** Bytes accepted and not yet handed to the OS. */
+  /** Bytes accepted and not yet handed to the OS (queued bulk included). */
   get pendingBytes(): number {
-    return this.#channel.pendingWriteBytes;
+    return this.#channel.pendingWriteBytes + this.#queuedBytes;
+  }
+
+  /** Send bulk as binary frames (the peer offered them in its hello) or as JSON lines. */
+  setFrames(enabled: boolean): void {
+    this.#frames = enabled;
   }
 
   // Serialise one message and write it; a message that cannot be serialised is logged and dropped.
@@ -43,7 +69,74 @@ export class MessageWriter {
       this.#options.logger.error(`cannot serialise a message for ${this.#options.label}: ${errorMessage(error)}`);
       return Promise.resolve();
     }
-    return this.writeLine(Buffer.from(line, 'utf8'));
+    const bytes = Buffer.from(line, 'utf8');
+    const key = orderKeyOf(message);
+    const queue = key === undefined ? undefined : this.#queues.get(key);
+    if (queue) {
+      this.#queuedBytes += bytes.length;
+      return new Promise((resolve) => queue.push({ bytes, done: resolve }));
+    }
+    return this.writeLine(bytes);
+  }
+
+  /**
+   * Queue a bulk message: frames of at most FRAME_MAX_PAYLOAD bytes, or one JSON line for a peer without
+   * frames. Resolves when its last byte is handed to the channel, so a sender that awaits each call
+   * keeps at most one message queued.
+   */
+  writeBulk(message: BulkMessage): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    const key = JSON.stringify(message.id);
+    let queue = this.#queues.get(key);
+    if (!queue) this.#queues.set(key, (queue = []));
+    const { method, id, stream, data } = message;
+    const pieces: Buffer[] = [];
+    if (!this.#frames) pieces.push(encodeBulkLine(method, id, stream, data));
+    else if (data.length === 0) pieces.push(encodeFrame(method, id, stream, data));
+    for (let at = 0; this.#frames && at < data.length; at += FRAME_MAX_PAYLOAD) {
+      pieces.push(encodeFrame(method, id, stream, data.subarray(at, at + FRAME_MAX_PAYLOAD)));
+    }
+    for (const bytes of pieces) this.#queuedBytes += bytes.length;
+    const last = pieces.pop()!;
+    for (const bytes of pieces) queue.push({ bytes });
+    const written = new Promise<void>((resolve) => queue.push({ bytes: last, done: resolve }));
+    void this.#pump();
+    return written;
+  }
+
+  // Hand queued bulk to the channel one piece at a time, the ids in turn; control lines written
+  // meanwhile go straight to the channel, ahead of everything still queued here.
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (!this.#stopped && this.#queues.size > 0) {
+        const [key, queue] = this.#queues.entries().next().value as [string, QueuedWrite[]];
+        const item = queue.shift()!;
+        this.#queues.delete(key);
+        // Re-inserted at the end: the next id takes its turn.
+        if (queue.length > 0) this.#queues.set(key, queue);
+        this.#queuedBytes -= item.bytes.length;
+        try {
+          await this.#channel.write(item.bytes);
+        } catch (error) {
+          item.done?.();
+          this.#options.onWriteFailed(error);
+          return;
+        }
+        item.done?.();
+        this.applyBackpressure();
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** A session ended: its queued bulk (and what waits behind it) is never sent; callers are released. */
+  dropQueued(): void {
+    for (const queue of this.#queues.values()) for (const item of queue) item.done?.();
+    this.#queues.clear();
+    this.#queuedBytes = 0;
   }
 
   // Write bytes that are already one or more complete lines.
@@ -57,7 +150,7 @@ export class MessageWriter {
 
   // Pause reading a peer whose replies pile up unsent; resume when the backlog is down to half.
   applyBackpressure(): void {
-    const backlog = this.#channel.pendingWriteBytes;
+    const backlog = this.pendingBytes;
     const limit = this.#options.maxWriteBacklogBytes;
     if (!this.#paused && backlog > limit) {
       this.#paused = true;
@@ -78,5 +171,16 @@ export class MessageWriter {
 
   stop(): void {
     this.#stopped = true;
+    this.dropQueued();
   }
+}
+
+// The id whose queued bulk a control message must not overtake: a response's id, a notification's params.id.
+function orderKeyOf(message: object): string | undefined {
+  const record = message as Record<string, unknown>;
+  if (typeof record.method === 'string') {
+    if ('id' in record || !isRecord(record.params) || record.params.id === undefined) return undefined;
+    return JSON.stringify(record.params.id);
+  }
+  return record.id === undefined || record.id === null ? undefined : JSON.stringify(record.id);
 }

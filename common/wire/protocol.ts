@@ -1,7 +1,10 @@
 // The negotiator wire protocol: JSON-RPC 2.0 messages, one per line (NDJSON), over any byte stream.
 // Every method, event and error code lives here; docs/protocol.md describes them for humans.
 
-/** Bumped on any incompatible change of a message's shape or meaning. */
+/**
+ * Bumped only for an incompatible break: a peer with another version is refused. Features are added
+ * under a capability instead (CAPABILITIES), and each side uses one only when the other offers it.
+ */
 export const PROTOCOL_VERSION = 1;
 
 /** Methods (requests) and events (notifications). Names are stable wire strings. */
@@ -187,8 +190,11 @@ export interface StoppingParams {
   reason: string;
 }
 
+/** Capability: bulk bytes travel as binary frames (frame-codec.ts) when both hellos offer it. Since 0.2.0. */
+export const FRAMES_CAPABILITY = 'frames';
+
 /** Capabilities this implementation offers; a peer may check them before calling. */
-export const CAPABILITIES = ['ping', 'info', 'commands.list', 'execute', 'execute.stdin', 'cancel'] as const;
+export const CAPABILITIES = ['ping', 'info', 'commands.list', 'execute', 'execute.stdin', 'cancel', FRAMES_CAPABILITY] as const;
 
 /** Execute flow-control window default: output bytes in flight per request. */
 export const DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024;

@@ -25,7 +25,9 @@ function readText(record: Record<string, unknown>, key: string, required: boolea
 }
 
 // Check an untrusted hello (params or result) and return it as AgentInfo; throws RpcError invalidParams
-// for a malformed one and versionMismatch for another protocol version (naming both versions).
+// for a malformed one and versionMismatch for another protocol version (naming both versions). The
+// protocol number is a major version: it changes only for an incompatible break, so releases that differ
+// only in features (capabilities) always talk; each side uses a feature only when the other offers it.
 export function validatePeerHello(value: unknown, local: AgentInfo): AgentInfo {
   if (!isRecord(value)) {
     throw new RpcError(ERROR_CODES.invalidParams, 'hello: expected an object with the agent info');
@@ -40,7 +42,8 @@ export function validatePeerHello(value: unknown, local: AgentInfo): AgentInfo {
     throw new RpcError(
       ERROR_CODES.versionMismatch,
       `protocol version mismatch: this ${local.side} agent (${local.name} ${local.version}) speaks protocol ${local.protocol}, ` +
-        `the peer (${name} ${version}) speaks protocol ${protocol}; install the same negotiator release on host and guest`,
+        `the peer (${name} ${version}) speaks protocol ${protocol}, and protocols change only for incompatible breaks; ` +
+        `upgrade the ${protocol < local.protocol ? 'peer' : `${local.side} agent`} to a release that speaks protocol ${Math.max(protocol, local.protocol)}`,
       { local: local.protocol, peer: protocol },
     );
   }

@@ -50,6 +50,8 @@ export const ERROR_CODES = {
   writeFailed: -32004,
   peerRestarted: -32005,
   versionMismatch: -32010,
+  /** The peer speaks our protocol but is a release without a capability the request needs. */
+  peerTooOld: -32011,
   commandNotFound: -32020,
   invalidCommandName: -32021,
   busy: -32022,

@@ -228,7 +228,7 @@ t.test('protocol version mismatch: a clear error naming both versions, on both s
   guest.start();
   const error = await host.waitForReady(2000).catch((e: unknown) => e);
   t.type(error, HandshakeError);
-  t.match((error as Error).message, /protocol version mismatch: this host agent \(negotiator 0\.0\.0-test\) speaks protocol 1, the peer \(negotiator 9\.0\.0\) speaks protocol 99/);
+  t.match((error as Error).message, /protocol version mismatch: this host agent \(negotiator 0\.0\.0-test\) speaks protocol 1, the peer \(negotiator 9\.0\.0\) speaks protocol 99, and protocols change only for incompatible breaks; upgrade the host agent to a release that speaks protocol 99$/);
   await t.rejects(guest.waitForReady(2000), { name: 'HandshakeError', message: /speaks protocol 1.*protocol 99|protocol 99.*protocol 1/ });
   t.notOk(host.isReady);
 });

@@ -26,6 +26,11 @@ export interface MessageWriterOptions {
   onWriteFailed(error: unknown): void;
 }
 
+/** Bulk an id may have queued before its sender's next sendBulk waits for the writing. */
+const BULK_AHEAD_BYTES = 64 * 1024;
+/** A write gathers queued pieces up to about this size (fewer syscalls: a virtio port write is costly). */
+const BATCH_BYTES = 64 * 1024;
+
 interface QueuedWrite {
   bytes: Buffer;
   /** Settles the caller's promise once the bytes are handed to the channel (or dropped). */
@@ -81,8 +86,9 @@ export class MessageWriter {
 
   /**
    * Queue a bulk message: frames of at most FRAME_MAX_PAYLOAD bytes, or one JSON line for a peer without
-   * frames. Resolves when its last byte is handed to the channel, so a sender that awaits each call
-   * keeps at most one message queued.
+   * frames. Resolves at once while its id has at most BULK_AHEAD_BYTES queued (so small chunks, such as a
+   * command's 4 KiB pipe writes, gather and go out in one write), else when its last byte is handed to
+   * the channel: a sender that awaits each call is held back there.
    */
   writeBulk(message: BulkMessage): Promise<void> {
     if (this.#stopped) return Promise.resolve();
@@ -96,35 +102,49 @@ export class MessageWriter {
     for (let at = 0; this.#frames && at < data.length; at += FRAME_MAX_PAYLOAD) {
       pieces.push(encodeFrame(method, id, stream, data.subarray(at, at + FRAME_MAX_PAYLOAD)));
     }
-    for (const bytes of pieces) this.#queuedBytes += bytes.length;
+    let ahead = 0;
+    for (const item of queue) ahead += item.bytes.length;
+    for (const bytes of pieces) (this.#queuedBytes += bytes.length), (ahead += bytes.length);
     const last = pieces.pop()!;
     for (const bytes of pieces) queue.push({ bytes });
-    const written = new Promise<void>((resolve) => queue.push({ bytes: last, done: resolve }));
+    let written: Promise<void>;
+    if (ahead <= BULK_AHEAD_BYTES) {
+      queue.push({ bytes: last });
+      written = Promise.resolve();
+    } else {
+      written = new Promise<void>((resolve) => queue.push({ bytes: last, done: resolve }));
+    }
     void this.#pump();
     return written;
   }
 
-  // Hand queued bulk to the channel one piece at a time, the ids in turn; control lines written
-  // meanwhile go straight to the channel, ahead of everything still queued here.
+  // Hand queued bulk to the channel, the ids in turn, a piece each, gathered into writes of about
+  // BATCH_BYTES; control lines written meanwhile go straight to the channel, ahead of what is queued here.
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
       while (!this.#stopped && this.#queues.size > 0) {
-        const [key, queue] = this.#queues.entries().next().value as [string, QueuedWrite[]];
-        const item = queue.shift()!;
-        this.#queues.delete(key);
-        // Re-inserted at the end: the next id takes its turn.
-        if (queue.length > 0) this.#queues.set(key, queue);
-        this.#queuedBytes -= item.bytes.length;
+        const batch: QueuedWrite[] = [];
+        let size = 0;
+        while (size < BATCH_BYTES && this.#queues.size > 0) {
+          const [key, queue] = this.#queues.entries().next().value as [string, QueuedWrite[]];
+          const item = queue.shift()!;
+          this.#queues.delete(key);
+          // Re-inserted at the end: the next id takes its turn.
+          if (queue.length > 0) this.#queues.set(key, queue);
+          batch.push(item);
+          size += item.bytes.length;
+        }
+        this.#queuedBytes -= size;
         try {
-          await this.#channel.write(item.bytes);
+          await this.#channel.write(batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((item) => item.bytes), size));
         } catch (error) {
-          item.done?.();
+          for (const item of batch) item.done?.();
           this.#options.onWriteFailed(error);
           return;
         }
-        item.done?.();
+        for (const item of batch) item.done?.();
         this.applyBackpressure();
       }
     } finally {

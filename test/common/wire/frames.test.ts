@@ -189,8 +189,12 @@ t.test('scheduler: control lines go ahead of queued bulk, ids take turns, a resp
   const b = writer.writeBulk({ method: METHODS.executeOutput, id: 2, stream: 'stdout', data: big });
   void writer.write({ jsonrpc: '2.0', id: 1, result: { exitCode: 0 } });
   void writer.write({ jsonrpc: '2.0', id: 99, result: { time: 1 } });
-  const order = (): string[] =>
-    written.map((chunk) => (chunk[0] === 0xf8 ? `frame ${chunk.toString('latin1', 9 + 14, 10 + 14)}` : `line ${(JSON.parse(chunk.toString()) as { id: number }).id}`));
+  // What was written, message by message (a write may gather several).
+  const order = (): string[] => {
+    const { reader, messages } = collect({ frames: true });
+    for (const chunk of written) reader.push(chunk);
+    return messages.map((m) => (m.kind === 'notification' ? `frame ${(m.params as { id: number }).id}` : `line ${m.id as number}`));
+  };
   t.same(order(), ['frame 1', 'line 99'], 'the ping answer is written at once, behind only the chunk already in the channel');
   for (let i = 0; i < 8; i++) {
     drain();
@@ -214,4 +218,26 @@ t.test('scheduler: a session that ends drops its queued bulk and releases the se
   t.equal(written.length, 1, 'only the chunk already handed to the channel went out');
   t.equal(written[0]![0], '{'.charCodeAt(0), 'a JSON line: frames were not negotiated');
   void sent;
+});
+
+t.test('scheduler: small chunks of one id gather into one write; a sender is held back past 64 KiB queued', async (t) => {
+  const { channel, written, drain } = slowChannel();
+  const writer = new MessageWriter(channel, { label: 'slow', logger: silentLogger, maxWriteBacklogBytes: 1 << 30, onWriteFailed: () => {} });
+  writer.setFrames(true);
+  const chunks = Array.from({ length: 20 }, (_, i) => Buffer.alloc(4096, i));
+  let accepted = 0;
+  for (const data of chunks) {
+    const sent = writer.writeBulk({ method: METHODS.executeOutput, id: 1, stream: 'stdout', data });
+    const first = await Promise.race([sent.then(() => true), delay(20).then(() => false)]);
+    if (!first) break;
+    accepted++;
+  }
+  t.ok(accepted >= 15 && accepted < 20, `the sender went on without waiting for ~64 KiB (${accepted} chunks), then waited`);
+  t.equal(written.length, 1, 'one write in the channel (the first chunk), the rest queued');
+  drain();
+  await delay(5);
+  t.equal(written.length, 2, 'the queued chunks went out in one write');
+  const { reader, messages } = collect({ frames: true });
+  for (const chunk of written) reader.push(chunk);
+  t.equal(messages.length, accepted + 1, 'each chunk is still its own frame');
 });

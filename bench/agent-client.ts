@@ -18,8 +18,8 @@ export interface AgentClient extends Connection {
 }
 
 // Connect to the agent and complete the handshake.
-export async function openAgentClient(socketPath: string): Promise<AgentClient> {
-  const peer = await connectAgent(await connectInMode(socketPath, MODES.rpc));
+export async function openAgentClient(socketPath: string, frames = true): Promise<AgentClient> {
+  const peer = await connectAgent(await connectInMode(socketPath, MODES.rpc), frames);
   return {
     peer,
     async ping() {

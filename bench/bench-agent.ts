@@ -5,7 +5,7 @@ import os from 'node:os';
 import type { CommandRegistry } from '../common/commands/registry.js';
 import { startAgentSession, type AgentSession } from '../common/daemon/agent-session.js';
 import { silentLogger } from '../common/base/logger.js';
-import { CAPABILITIES, PROTOCOL_VERSION, type AgentInfo, type Side } from '../common/wire/protocol.js';
+import { CAPABILITIES, FRAMES_CAPABILITY, PROTOCOL_VERSION, type AgentInfo, type Side } from '../common/wire/protocol.js';
 import { RpcPeer } from '../common/wire/rpc-peer.js';
 import { createStreamChannel } from '../common/wire/stream-channel.js';
 
@@ -39,8 +39,15 @@ export function serveAgent(socket: Socket, registry: CommandRegistry, hostname?:
 }
 
 // Speak to the agent on a connection (paused, after its preamble) as the host; resolves after the handshake.
-export async function connectAgent(socket: Socket): Promise<RpcPeer> {
-  const peer = new RpcPeer(createStreamChannel(socket, 'bench-agent'), { localInfo: benchAgentInfo('host'), label: 'bench-agent' });
+// The calling side's info; `frames: false` offers no `frames` capability, so both directions use JSON
+// lines (the A/B of issue 12).
+export function benchHostInfo(frames: boolean): Omit<AgentInfo, 'nonce'> {
+  const info = benchAgentInfo('host');
+  return frames ? info : { ...info, capabilities: info.capabilities.filter((c) => c !== FRAMES_CAPABILITY) };
+}
+
+export async function connectAgent(socket: Socket, frames = true): Promise<RpcPeer> {
+  const peer = new RpcPeer(createStreamChannel(socket, 'bench-agent'), { localInfo: benchHostInfo(frames), label: 'bench-agent' });
   peer.start();
   socket.resume();
   await peer.waitForReady(HANDSHAKE_TIMEOUT_MS);

@@ -4,7 +4,7 @@ import { parseCount } from '../common/cli/options.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const SCENARIOS = ['ping', 'execute', 'stream'] as const;
+export const SCENARIOS = ['ping', 'execute', 'stream', 'ping-under-load'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 const DEFAULT_JSON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results/latest.json');
@@ -26,6 +26,8 @@ export interface RunOptions {
   serverNodeArgs: readonly string[];
   /** The agent's `prespawn` (launchers kept ready). */
   prespawn: number;
+  /** Offer binary frames (issue 12); false: JSON lines both ways, for A/B runs. */
+  frames: boolean;
 }
 
 function parsePositiveInt(name: string) {
@@ -56,6 +58,7 @@ export function parseRunOptions(argv: readonly string[]): Readonly<RunOptions> {
     .addOption(new Option('--reps <n>', 'transfers per size and contender (default 15 / 7 / 5 for <= 1 / <= 16 / larger MiB)').argParser(parsePositiveInt('reps')))
     .addOption(new Option('--only <scenarios>', `comma-separated subset of ${SCENARIOS.join(', ')}`).default([...SCENARIOS]).argParser(parseScenarios))
     .option('--no-qga', 'leave qemu-ga out even when it is installed')
+    .option('--no-frames', 'the client does not offer binary frames: bulk bytes go as base64 JSON lines (A/B)')
     .option('--rpc-only', 'negotiator contenders only, no baselines (for profiling with --cpu-prof)', false)
     .addOption(new Option('--json <file>', 'where the machine-readable results go').default(DEFAULT_JSON))
     .addOption(new Option('--prespawn <n>', 'launchers the agent keeps ready (common/commands/launcher-pool.ts; 0 = spawn every command directly)').default(2).argParser(parseCount(true)))

@@ -10,7 +10,8 @@ import { parseRunOptions } from './run-options.js';
 import { LATENCY_ROWS, STREAM_CONTENDERS, measureExecute, measurePing, measureStreams, type StreamContender, type StreamRow } from './scenarios.js';
 import { startServerProcess } from './server-process.js';
 import { medianOf, type LatencySummary } from './stats.js';
-import { judgeAgainstBaselines, judgeAgainstQemuGa } from './targets.js';
+import { measurePingUnderLoad, type PingUnderLoad } from './ping-under-load.js';
+import { judgeAgainstBaselines, judgeAgainstQemuGa, judgePingUnderLoad } from './targets.js';
 import { createWorkspace } from './workspace.js';
 
 function formatLatency(latency: Record<string, LatencySummary>, qga: QgaContenders | undefined): string {
@@ -52,11 +53,22 @@ function formatStreams(rows: readonly StreamRow[]): string {
   );
 }
 
+function formatUnderLoad(result: PingUnderLoad): string {
+  return formatTable(
+    ['rpc ping, same connection', 'median us', 'p99 us', 'max us', 'n'],
+    [
+      ['idle', fixed(result.idle.medianUs), fixed(result.idle.p99Us), fixed(result.idle.maxUs), String(result.idle.count)],
+      [`during ${result.transferMiB} MiB of stdout (${result.transferMs} ms)`, fixed(result.busy.medianUs), fixed(result.busy.p99Us), fixed(result.busy.maxUs), String(result.busy.count)],
+    ],
+  );
+}
+
 async function main(argv: string[]): Promise<number> {
   const options = parseRunOptions(argv);
   const machine = describeMachine();
   console.log(`negotiator benchmark: ${machine.nproc} CPUs (${machine.cpuModel}), node ${machine.node}, ${machine.kernel}, 1-min load ${machine.loadavgStart}`);
-  console.log('client: this process; server (agent + bare baselines): a separate node process; one UNIX socket, one connection per contender\n');
+  console.log('client: this process; server (agent + bare baselines): a separate node process; one UNIX socket, one connection per contender');
+  console.log(`bulk bytes: ${options.frames ? 'binary frames' : 'base64 JSON lines (--no-frames)'}\n`);
   const qga = options.qga && !options.rpcOnly ? await openQemuGa() : { skipped: options.rpcOnly ? '--rpc-only' : '--no-qga' };
   const qgaContenders = 'skipped' in qga ? undefined : qga;
   if ('skipped' in qga) console.log(`qemu-ga: skipped: ${qga.skipped}\n`);
@@ -64,10 +76,11 @@ async function main(argv: string[]): Promise<number> {
   const workspace = createWorkspace();
   let latency: Record<string, LatencySummary> = {};
   let streams: StreamRow[] = [];
+  let underLoad: PingUnderLoad | undefined;
   const serverRssMiB = { start: Number.NaN, end: Number.NaN };
   try {
     const server = await startServerProcess(workspace, options.serverNodeArgs, options.prespawn);
-    const agent = await openAgentClient(workspace.socketPath);
+    const agent = await openAgentClient(workspace.socketPath, options.frames);
     const probe = await openCpuProbe(workspace.socketPath);
     try {
       serverRssMiB.start = await probe.readRssMiB();
@@ -78,6 +91,10 @@ async function main(argv: string[]): Promise<number> {
       if (options.only.has('stream')) {
         streams = await measureStreams(context);
         console.log(formatStreams(streams) + '\n');
+      }
+      if (options.only.has('ping-under-load')) {
+        underLoad = await measurePingUnderLoad(agent, Math.max(...options.sizes), Math.min(options.pings, 2000));
+        console.log(formatUnderLoad(underLoad) + '\n');
       }
       serverRssMiB.end = await probe.readRssMiB();
       console.log(`server RSS: ${serverRssMiB.start} MiB after the handshake, ${serverRssMiB.end} MiB at the end (fork cost grows with it)\n`);
@@ -91,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
     workspace.remove();
   }
 
-  const verdicts: TargetVerdict[] = [...judgeAgainstBaselines(latency, streams), ...judgeAgainstQemuGa(latency, streams)];
+  const verdicts: TargetVerdict[] = [...judgeAgainstBaselines(latency, streams), ...judgeAgainstQemuGa(latency, streams), ...judgePingUnderLoad(underLoad)];
   if (verdicts.length > 0) console.log(formatVerdicts(verdicts) + '\n');
 
   const loadavgEnd = round2(os.loadavg()[0] ?? 0);
@@ -107,6 +124,7 @@ async function main(argv: string[]): Promise<number> {
     serverRssMiB,
     latency,
     streams,
+    pingUnderLoad: underLoad,
     qemuGa: qgaContenders
       ? { version: qgaContenders.version, pollIntervalMs: qgaContenders.pollIntervalMs, medianStatusPolls: medianOf(qgaContenders.polls) }
       : qga,

@@ -1,7 +1,22 @@
 // The targets the figures are held against, as verdicts (measurements, never test assertions).
 import { fixed, type TargetVerdict } from './report.js';
 import { LATENCY_ROWS, type StreamRow } from './scenarios.js';
+import type { PingUnderLoad } from './ping-under-load.js';
 import type { LatencySummary } from './stats.js';
+
+// Issue 12: a ping's p99 during a big transfer on the same connection within 10x its idle p99.
+export function judgePingUnderLoad(result: PingUnderLoad | undefined): TargetVerdict[] {
+  if (!result) return [];
+  const ratio = result.busy.p99Us / result.idle.p99Us;
+  return [
+    {
+      name: `ping p99 during a ${result.transferMiB} MiB transfer vs idle`,
+      target: '<= 10x',
+      measured: `${fixed(result.busy.p99Us)} vs ${fixed(result.idle.p99Us)} us = ${fixed(ratio, 2)}x (${result.busy.count} pings in ${result.transferMs} ms)`,
+      met: ratio <= 10,
+    },
+  ];
+}
 
 // Ping within 2x of the bare echo; streamed output at least 50% of the bare socket copy.
 export function judgeAgainstBaselines(latency: Record<string, LatencySummary>, streams: readonly StreamRow[]): TargetVerdict[] {

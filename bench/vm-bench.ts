@@ -12,7 +12,7 @@ import { executeRemote } from '../common/execute/client.js';
 import { METHODS } from '../common/wire/protocol.js';
 import { RpcPeer } from '../common/wire/rpc-peer.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
-import { benchAgentInfo } from './bench-agent.js';
+import { benchHostInfo } from './bench-agent.js';
 import { LoadSampler, loadavg1 } from './proc-stats.js';
 import { formatProfileTop, readCpuProfile } from './profile-top.js';
 import { describeMachine, fixed, formatTable, runBenchmark, writeResults } from './report.js';
@@ -32,7 +32,7 @@ const TRANSFER_TIMEOUT_MS = 300_000;
 const PROFILE_SHARE_DIR = 'dist/bench-vm-profile';
 const PROFILE_SAVED = 'bench-vm-profile-saved';
 function daemonCommand(profile: boolean): string {
-  const setup = 'mkdir -p /tmp/bench-commands /run/negotiator && for c in true wc head kill; do ln -sf /bin/busybox /tmp/bench-commands/$c; done && ';
+  const setup = 'mkdir -p /tmp/bench-commands /run/negotiator && for c in true wc head cat kill; do ln -sf /bin/busybox /tmp/bench-commands/$c; done && ';
   const daemon = 'dist/guest/cli.js --daemon --no-builtin-commands --commands-dir /tmp/bench-commands';
   if (!profile) return `${setup}exec node ${daemon}`;
   return `${setup}node --cpu-prof --cpu-prof-dir=/tmp/bench-prof ${daemon}; mkdir -p ${PROFILE_SHARE_DIR} && cp /tmp/bench-prof/*.cpuprofile ${PROFILE_SHARE_DIR}/ && echo ${PROFILE_SAVED}`;
@@ -48,6 +48,8 @@ interface VmBenchOptions {
   /** Profile the guest daemon into this host directory (figures then carry the profiler's cost; no bare boot). */
   guestCpuProf: string | undefined;
   json: string;
+  /** Offer binary frames to the guest daemon (false: base64 JSON lines, for A/B runs). */
+  frames: boolean;
 }
 
 function parseOptions(argv: readonly string[]): Readonly<VmBenchOptions> {
@@ -59,6 +61,7 @@ function parseOptions(argv: readonly string[]): Readonly<VmBenchOptions> {
     .addOption(new Option('--sizes <mib>', 'transfer sizes in MiB, comma-separated').default([1, 16]).argParser((v) => v.split(',').map(parseCount(false))))
     .addOption(new Option('--reps <n>', 'transfers per size, direction and contender').default(5).argParser(parseCount(false)))
     .addOption(new Option('--memory <mb>', 'guest memory').default(1024).argParser(parseCount(false)))
+    .option('--no-frames', 'do not offer binary frames: bulk bytes go as base64 JSON lines (A/B)')
     .addOption(new Option('--guest-cpu-prof <dir>', 'run the guest daemon under node --cpu-prof and put its profile here (skips the bare boot)'))
     .addOption(new Option('--json <file>', 'where the machine-readable results go').default(DEFAULT_JSON))
     .parse([...argv])
@@ -66,7 +69,7 @@ function parseOptions(argv: readonly string[]): Readonly<VmBenchOptions> {
   return Object.freeze(opts);
 }
 
-const DIRECTIONS = { h2g: 'host -> guest', g2h: 'guest -> host' } as const;
+const DIRECTIONS = { h2g: 'host -> guest', g2h: 'guest -> host', rtt: 'host -> guest -> host' } as const;
 type Direction = keyof typeof DIRECTIONS;
 
 /** What one boot measured. */
@@ -86,6 +89,8 @@ const ROWS = {
   stdin: 'execute wc -c, N MiB on stdin',
   source: 'bare copy',
   stdout: 'execute head -c N /dev/zero',
+  roundTrip: 'execute cat, N MiB in and out',
+  slowerCopy: 'bare copy (the slower direction)',
 } as const;
 
 let current: BenchGuest | undefined;
@@ -112,7 +117,7 @@ async function measureBare(work: string, options: VmBenchOptions): Promise<BootR
       const transfers: BootResult['transfers'] = [];
       for (const mib of options.sizes) {
         const samples = await sampleTransfers({ h2g: client.sink, g2h: client.source }, { bytes: mib * MIB, reps: options.reps, readServerCpuMs: qemuCpu });
-        for (const direction of Object.keys(DIRECTIONS) as Direction[]) transfers.push({ mib, direction, result: summarizeTransfers(mib * MIB, samples[direction]!) });
+        for (const direction of Object.keys(samples) as Direction[]) transfers.push({ mib, direction, result: summarizeTransfers(mib * MIB, samples[direction]!) });
         load.sample();
       }
       return { contender: 'bare', bootToReadyMs, latency: { [ROWS.echo]: summarizeLatencies(pings.echo!.times, pings.echo!.cpuMs) }, transfers, load: load.describe() };
@@ -130,7 +135,7 @@ async function measureDaemon(work: string, options: VmBenchOptions): Promise<Boo
   const profile = options.guestCpuProf !== undefined;
   const { guest, bootToReadyMs } = await boot(work, 'daemon', daemonCommand(profile), /negotiator-guest \S+ ready: control socket/, options.memory);
   try {
-    const peer = new RpcPeer(await connectChannel(guest.hostToGuestSocket, 5000), { localInfo: benchAgentInfo('host'), label: 'bench guest', requestTimeoutMs: 60_000 });
+    const peer = new RpcPeer(await connectChannel(guest.hostToGuestSocket, 5000), { localInfo: benchHostInfo(options.frames), label: 'bench guest', requestTimeoutMs: 60_000 });
     peer.start();
     try {
       await peer.waitForReady(60_000);
@@ -154,11 +159,17 @@ async function measureDaemon(work: string, options: VmBenchOptions): Promise<Boo
         const result = await executeRemote(peer, { command: 'head', args: ['-c', String(bytes), '/dev/zero'], timeoutMs: TRANSFER_TIMEOUT_MS, stdout: (chunk) => void (received += chunk.length) });
         if (result.exitCode !== 0 || received !== bytes) throw new Error(`execute head: exit ${result.exitCode}, ${received} bytes received, expected ${bytes}`);
       };
-      for (let i = 0; i < 2; i++) (await stdin(MIB), await stdout(MIB));
+      // The issue-12 figure: both directions at once through one command, N MiB each way.
+      const roundTrip = async (bytes: number): Promise<void> => {
+        let received = 0;
+        const result = await executeRemote(peer, { command: 'cat', stdin: Buffer.alloc(bytes, 0x61), timeoutMs: TRANSFER_TIMEOUT_MS, stdout: (chunk) => void (received += chunk.length) });
+        if (result.exitCode !== 0 || received !== bytes) throw new Error(`execute cat: exit ${result.exitCode}, ${received} bytes back, expected ${bytes}`);
+      };
+      for (let i = 0; i < 2; i++) (await stdin(MIB), await stdout(MIB), await roundTrip(MIB));
       const transfers: BootResult['transfers'] = [];
       for (const mib of options.sizes) {
-        const samples = await sampleTransfers({ h2g: stdin, g2h: stdout }, { bytes: mib * MIB, reps: options.reps, readServerCpuMs: qemuCpu });
-        for (const direction of Object.keys(DIRECTIONS) as Direction[]) transfers.push({ mib, direction, result: summarizeTransfers(mib * MIB, samples[direction]!) });
+        const samples = await sampleTransfers({ h2g: stdin, g2h: stdout, rtt: roundTrip }, { bytes: mib * MIB, reps: options.reps, readServerCpuMs: qemuCpu });
+        for (const direction of Object.keys(samples) as Direction[]) transfers.push({ mib, direction, result: summarizeTransfers(mib * MIB, samples[direction]!) });
         load.sample();
       }
       if (options.guestCpuProf) await collectGuestProfile(peer, guest, options.guestCpuProf);
@@ -217,7 +228,11 @@ function formatLatency(bare: BootResult | undefined, daemon: BootResult): string
 function formatTransfers(bare: BootResult | undefined, daemon: BootResult): string {
   const rows: string[][] = [];
   for (const d of daemon.transfers) {
-    const t = bare?.transfers.find((x) => x.mib === d.mib && x.direction === d.direction);
+    // A round trip is held against the slower bare direction: the port copy it can at best reach.
+    const t =
+      d.direction === 'rtt'
+        ? bare?.transfers.filter((x) => x.mib === d.mib).sort((a, b) => a.result.medianMiBps - b.result.medianMiBps)[0]
+        : bare?.transfers.find((x) => x.mib === d.mib && x.direction === d.direction);
     const label = `${d.mib} MiB ${DIRECTIONS[d.direction]}`;
     const row = (name: string, s: ThroughputSummary, load: string, share: string): string[] => [
       name,
@@ -229,8 +244,9 @@ function formatTransfers(bare: BootResult | undefined, daemon: BootResult): stri
       String(s.reps),
       load,
     ];
-    if (t) rows.push(row(`${label}: ${t.direction === 'h2g' ? ROWS.sink : ROWS.source}`, t.result, bare!.load, ''));
-    rows.push(row(`${label}: ${d.direction === 'h2g' ? ROWS.stdin : ROWS.stdout}`, d.result, daemon.load, t ? `${fixed((d.result.medianMiBps / t.result.medianMiBps) * 100)}%` : ''));
+    const bareName = d.direction === 'rtt' ? `${ROWS.slowerCopy}, ${DIRECTIONS[t?.direction ?? 'h2g']}` : t?.direction === 'h2g' ? ROWS.sink : ROWS.source;
+    if (t) rows.push(row(`${label}: ${bareName}`, t.result, bare!.load, ''));
+    rows.push(row(`${label}: ${d.direction === 'h2g' ? ROWS.stdin : d.direction === 'g2h' ? ROWS.stdout : ROWS.roundTrip}`, d.result, daemon.load, t ? `${fixed((d.result.medianMiBps / t.result.medianMiBps) * 100)}%` : ''));
   }
   return formatTable(['transfer', 'MiB/s median', 'min..max', 'ms median', 'CPU ms/MiB', 'vs bare', 'reps', '1-min load'], rows);
 }

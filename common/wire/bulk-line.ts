@@ -12,8 +12,11 @@
 // taken here is valid JSON whose params JSON.parse and a base64 decode would have given the same.
 import { METHODS, type OutputStream, type RequestId } from './protocol.js';
 
-/** Methods whose params may arrive with `data` as a Buffer (decoded here) instead of a base64 string. */
-export const BULK_METHODS: ReadonlySet<string> = new Set([METHODS.executeOutput, METHODS.executeInput]);
+/**
+ * Methods whose params may arrive with `data` as a Buffer (decoded here, or a frame's payload) instead of
+ * a base64 string: what `sendBulk` carries. `stream.data` is a forwarded stream's bytes (common/streams/).
+ */
+export const BULK_METHODS: ReadonlySet<string> = new Set([METHODS.executeOutput, METHODS.executeInput, 'stream.data']);
 
 const PREFIX = '{"jsonrpc":"2.0","method":"';
 const PARAMS_ID = '","params":{"id":';

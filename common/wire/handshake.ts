@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../base/logger.js';
 import { RpcError } from './errors.js';
 import { describeValue } from './json-limits.js';
+import { FRAME_SYNC_BYTES } from './frame-codec.js';
 import type { MessageWriter } from './message-writer.js';
 import { ERROR_CODES, METHODS, SIDES, isRecord, type AgentInfo, type OsInfo, type Side } from './protocol.js';
 
@@ -25,7 +26,9 @@ function readText(record: Record<string, unknown>, key: string, required: boolea
 }
 
 // Check an untrusted hello (params or result) and return it as AgentInfo; throws RpcError invalidParams
-// for a malformed one and versionMismatch for another protocol version (naming both versions).
+// for a malformed one and versionMismatch for another protocol version (naming both versions). The
+// protocol number is a major version: it changes only for an incompatible break, so releases that differ
+// only in features (capabilities) always talk; each side uses a feature only when the other offers it.
 export function validatePeerHello(value: unknown, local: AgentInfo): AgentInfo {
   if (!isRecord(value)) {
     throw new RpcError(ERROR_CODES.invalidParams, 'hello: expected an object with the agent info');
@@ -40,7 +43,8 @@ export function validatePeerHello(value: unknown, local: AgentInfo): AgentInfo {
     throw new RpcError(
       ERROR_CODES.versionMismatch,
       `protocol version mismatch: this ${local.side} agent (${local.name} ${local.version}) speaks protocol ${local.protocol}, ` +
-        `the peer (${name} ${version}) speaks protocol ${protocol}; install the same negotiator release on host and guest`,
+        `the peer (${name} ${version}) speaks protocol ${protocol}, and protocols change only for incompatible breaks; ` +
+        `upgrade the ${protocol < local.protocol ? 'peer' : `${local.side} agent`} to a release that speaks protocol ${Math.max(protocol, local.protocol)}`,
       { local: local.protocol, peer: protocol },
     );
   }
@@ -66,6 +70,9 @@ export function validatePeerHello(value: unknown, local: AgentInfo): AgentInfo {
   const pid = typeof value.pid === 'number' && Number.isSafeInteger(value.pid) ? value.pid : 0;
   return { protocol, name, version, side: side as Side, os, capabilities, nonce, pid };
 }
+
+const SYNC = Buffer.alloc(FRAME_SYNC_BYTES, 0x0a);
+const NEWLINE = Buffer.from('\n');
 
 export interface HelloSenderOptions {
   label: string;
@@ -114,9 +121,10 @@ export class HelloSender {
     if (this.#options.isSettled()) return;
     // Skip a retry while the previous hello is still unsent (the far end is not reading): no pile-up.
     if (this.#count === 0 || this.#writer.pendingBytes === 0) {
+      // The leading newline ends any half line an earlier client left in the channel; a session's first
+      // hello comes after enough of them to end a half frame too (frame-codec.ts).
+      void this.#writer.writeLine(this.#delay === 0 ? SYNC : NEWLINE);
       this.#helloId = `hello-${this.#nonce.slice(0, 8)}-${++this.#count}`;
-      // The leading newline ends any half line an earlier client left in the channel.
-      void this.#writer.writeLine(Buffer.from('\n'));
       void this.#writer.write({ jsonrpc: '2.0', id: this.#helloId, method: METHODS.hello, params: this.#options.localInfo() });
     }
     this.#delay = Math.min(this.#delay === 0 ? this.#options.retryMs : this.#delay * 2, this.#options.maxRetryMs);

@@ -1,12 +1,21 @@
-// The sending half of a peer (vscode-jsonrpc's "writer"): messages become lines written to the channel in
-// call order. It also owns the defence against a peer that does not read: what we hold for it (unsent
-// bytes, each queued write's overhead, requests in flight, relay buffers; memory-budget.ts) is counted,
-// and past its share, or while the whole process is over its budget, we stop reading that peer (its
-// requests are what makes our replies) until half of it has drained.
+// The sending half of a peer (vscode-jsonrpc's "writer"): messages become lines (and, negotiated, bulk
+// frames) written to the channel. It also owns the defence against a peer that does not read: what we
+// hold for it (unsent bytes, each queued write's overhead, requests in flight, relay buffers;
+// memory-budget.ts) is counted, and past its share, or while the whole process is over its budget, we
+// stop reading that peer (its requests are what makes our replies) until half of it has drained.
+//
+// Scheduling: control lines go to the channel at once; bulk messages (a command's or a stream's bytes)
+// wait in one queue per request / stream id and are handed to the channel one chunk at a time, taking
+// the ids in turn. So the channel never holds more than about one chunk of bulk ahead of a ping, and
+// one big transfer does not starve another. Hazard: a message about an id (a response, an eof, a
+// stream's end) must not overtake that id's queued bytes, so it joins the id's queue instead.
+import { encodeBulkLine } from './bulk-line.js';
 import type { ByteChannel } from './byte-channel.js';
 import { errorMessage } from './errors.js';
+import { FRAME_MAX_PAYLOAD, encodeFrame } from './frame-codec.js';
 import { BUDGET_FLOOR_BYTES, WRITE_OVERHEAD_BYTES, type MemoryBudget } from './memory-budget.js';
-import { ERROR_CODES } from './protocol.js';
+import type { BulkMessage } from './peer-options.js';
+import { ERROR_CODES, isRecord } from './protocol.js';
 import type { Logger } from '../base/logger.js';
 
 export interface MessageWriterOptions {
@@ -21,12 +30,28 @@ export interface MessageWriterOptions {
   onWriteFailed(error: unknown): void;
 }
 
+/** Bulk an id may have queued before its sender's next sendBulk waits for the writing. */
+const BULK_AHEAD_BYTES = 64 * 1024;
+/** A write gathers queued pieces up to about this size (fewer syscalls: a virtio port write is costly). */
+const BATCH_BYTES = 64 * 1024;
+
+interface QueuedWrite {
+  bytes: Buffer;
+  /** Settles the caller's promise once the bytes are handed to the channel (or dropped). */
+  done?: () => void;
+}
+
 /** Writes lines for one peer. Lifecycle: `stop()` once the peer is closed; later writes are dropped. */
 export class MessageWriter {
   readonly #channel: ByteChannel;
   readonly #options: MessageWriterOptions;
   #stopped = false;
   #paused = false;
+  #frames = false;
+  /** Bulk waiting to be written, by id key, in the order the ids take turns. */
+  readonly #queues = new Map<string, QueuedWrite[]>();
+  #queuedBytes = 0;
+  #pumping = false;
   /** Writes handed to the channel whose promise has not settled. */
   #queuedWrites = 0;
   /** Held for this peer outside the writer (requests in flight, relay buffers). */
@@ -40,9 +65,14 @@ export class MessageWriter {
     this.#options = options;
   }
 
-  /** Bytes accepted and not yet handed to the OS. */
+  /** Bytes accepted and not yet handed to the OS (queued bulk included). */
   get pendingBytes(): number {
-    return this.#channel.pendingWriteBytes;
+    return this.#channel.pendingWriteBytes + this.#queuedBytes;
+  }
+
+  /** Send bulk as binary frames (the peer offered them in its hello) or as JSON lines. */
+  setFrames(enabled: boolean): void {
+    this.#frames = enabled;
   }
 
   // Serialise one message and write it. An answer that cannot be serialised (a relayed value nested too
@@ -50,14 +80,21 @@ export class MessageWriter {
   // unserialisable is logged and dropped.
   write(message: object): Promise<void> {
     if (this.#stopped) return Promise.resolve();
-    const line = this.encode(message);
-    if (line) return this.writeLine(line);
+    let bytes = this.encode(message);
     const record = message as Record<string, unknown>;
-    if ('id' in record && ('result' in record || 'error' in record)) {
+    if (!bytes) {
+      if (!('id' in record && ('result' in record || 'error' in record))) return Promise.resolve();
       const error = { code: ERROR_CODES.internalError, message: 'internal error: the answer could not be serialised' };
-      return this.writeLine(Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: record.id, error })}\n`, 'utf8'));
+      bytes = Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: record.id, error })}\n`, 'utf8');
     }
-    return Promise.resolve();
+    const key = orderKeyOf(message);
+    const queue = key === undefined ? undefined : this.#queues.get(key);
+    if (queue) {
+      this.#queuedBytes += bytes.length;
+      const line = bytes;
+      return new Promise((resolve) => queue.push({ bytes: line, done: resolve }));
+    }
+    return this.writeLine(bytes);
   }
 
   /** One message as a line, or undefined (logged) when it cannot be serialised. */
@@ -68,6 +105,84 @@ export class MessageWriter {
       this.#options.logger.error(`cannot serialise a message for ${this.#options.label}: ${errorMessage(error)}`);
       return undefined;
     }
+  }
+
+  /**
+   * Queue a bulk message: frames of at most FRAME_MAX_PAYLOAD bytes, or one JSON line for a peer without
+   * frames. Resolves at once while its id has at most BULK_AHEAD_BYTES queued (so small chunks, such as a
+   * command's 4 KiB pipe writes, gather and go out in one write), else when its last byte is handed to
+   * the channel: a sender that awaits each call is held back there.
+   */
+  writeBulk(message: BulkMessage): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    const key = JSON.stringify(message.id);
+    let queue = this.#queues.get(key);
+    if (!queue) this.#queues.set(key, (queue = []));
+    const { method, id, stream, data } = message;
+    const pieces: Buffer[] = [];
+    if (!this.#frames) pieces.push(encodeBulkLine(method, id, stream, data));
+    else if (data.length === 0) pieces.push(encodeFrame(method, id, stream, data));
+    for (let at = 0; this.#frames && at < data.length; at += FRAME_MAX_PAYLOAD) {
+      pieces.push(encodeFrame(method, id, stream, data.subarray(at, at + FRAME_MAX_PAYLOAD)));
+    }
+    let ahead = 0;
+    for (const item of queue) ahead += item.bytes.length;
+    for (const bytes of pieces) (this.#queuedBytes += bytes.length), (ahead += bytes.length);
+    const last = pieces.pop()!;
+    for (const bytes of pieces) queue.push({ bytes });
+    let written: Promise<void>;
+    if (ahead <= BULK_AHEAD_BYTES) {
+      queue.push({ bytes: last });
+      written = Promise.resolve();
+    } else {
+      written = new Promise<void>((resolve) => queue.push({ bytes: last, done: resolve }));
+    }
+    void this.#pump();
+    return written;
+  }
+
+  // Hand queued bulk to the channel, the ids in turn, a piece each, gathered into writes of about
+  // BATCH_BYTES; control lines written meanwhile go straight to the channel, ahead of what is queued here.
+  async #pump(): Promise<void> {
+    if (this.#pumping) return;
+    this.#pumping = true;
+    try {
+      while (!this.#stopped && this.#queues.size > 0) {
+        const batch: QueuedWrite[] = [];
+        let size = 0;
+        while (size < BATCH_BYTES && this.#queues.size > 0) {
+          const [key, queue] = this.#queues.entries().next().value as [string, QueuedWrite[]];
+          const item = queue.shift()!;
+          this.#queues.delete(key);
+          // Re-inserted at the end: the next id takes its turn.
+          if (queue.length > 0) this.#queues.set(key, queue);
+          batch.push(item);
+          size += item.bytes.length;
+        }
+        this.#queuedBytes -= size;
+        this.#queuedWrites++;
+        try {
+          await this.#channel.write(batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((item) => item.bytes), size));
+        } catch (error) {
+          for (const item of batch) item.done?.();
+          this.#options.onWriteFailed(error);
+          return;
+        } finally {
+          this.#queuedWrites--;
+        }
+        for (const item of batch) item.done?.();
+        this.applyBackpressure();
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** A session ended: its queued bulk (and what waits behind it) is never sent; callers are released. */
+  dropQueued(): void {
+    for (const queue of this.#queues.values()) for (const item of queue) item.done?.();
+    this.#queues.clear();
+    this.#queuedBytes = 0;
   }
 
   // Write bytes that are already one or more complete lines.
@@ -88,9 +203,9 @@ export class MessageWriter {
     return written;
   }
 
-  /** Bytes held for this peer: unsent bytes, queued writes with their overhead, and what the peer added. */
+  /** Bytes held for this peer: unsent and queued bytes, queued writes with their overhead, and what the peer added. */
   get heldBytes(): number {
-    return this.#channel.pendingWriteBytes + this.#queuedWrites * WRITE_OVERHEAD_BYTES + this.#otherHeld;
+    return this.pendingBytes + this.#queuedWrites * WRITE_OVERHEAD_BYTES + this.#otherHeld;
   }
 
   /** Count (or, negative, release) memory held for this peer elsewhere: requests in flight, relay buffers. */
@@ -131,12 +246,23 @@ export class MessageWriter {
     if (this.#paused) this.#resume();
   }
 
-  /** The peer is closed: nothing is written any more, and what it held is no longer counted. */
+  /** The peer is closed: nothing is written any more, queued bulk is dropped, and what it held is no longer counted. */
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.dropQueued();
     this.#unsubscribe?.();
     this.#options.budget.add(-this.#reported);
     this.#reported = 0;
   }
+}
+
+// The id whose queued bulk a control message must not overtake: a response's id, a notification's params.id.
+function orderKeyOf(message: object): string | undefined {
+  const record = message as Record<string, unknown>;
+  if (typeof record.method === 'string') {
+    if ('id' in record || !isRecord(record.params) || record.params.id === undefined) return undefined;
+    return JSON.stringify(record.params.id);
+  }
+  return record.id === undefined || record.id === null ? undefined : JSON.stringify(record.id);
 }

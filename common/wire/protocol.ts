@@ -1,7 +1,10 @@
 // The negotiator wire protocol: JSON-RPC 2.0 messages, one per line (NDJSON), over any byte stream.
 // Every method, event and error code lives here; docs/protocol.md describes them for humans.
 
-/** Bumped on any incompatible change of a message's shape or meaning. */
+/**
+ * Bumped only for an incompatible break: a peer with another version is refused. Features are added
+ * under a capability instead (CAPABILITIES), and each side uses one only when the other offers it.
+ */
 export const PROTOCOL_VERSION = 1;
 
 /** Methods (requests) and events (notifications). Names are stable wire strings. */
@@ -53,6 +56,8 @@ export const ERROR_CODES = {
   writeFailed: -32004,
   peerRestarted: -32005,
   versionMismatch: -32010,
+  /** The peer speaks our protocol but is a release without a capability the request needs. */
+  peerTooOld: -32011,
   commandNotFound: -32020,
   invalidCommandName: -32021,
   busy: -32022,
@@ -193,8 +198,11 @@ export interface StoppingParams {
   reason: string;
 }
 
+/** Capability: bulk bytes travel as binary frames (frame-codec.ts) when both hellos offer it. Since 0.2.0. */
+export const FRAMES_CAPABILITY = 'frames';
+
 /** Capabilities this implementation offers; a peer may check them before calling. */
-export const CAPABILITIES = ['ping', 'info', 'commands.list', 'execute', 'execute.stdin', 'cancel'] as const;
+export const CAPABILITIES = ['ping', 'info', 'commands.list', 'execute', 'execute.stdin', 'cancel', FRAMES_CAPABILITY] as const;
 
 /**
  * Capability an RpcPeer adds to its hello: it names the receiver's session (hello nonce) in a top-level

@@ -9,7 +9,6 @@
 // It stays one piece (~400 lines) because that session state is read on every path below; the parts
 // that do not need it (reading, writing, the hello retries, the request tables) live beside it.
 import { EventEmitter } from 'node:events';
-import { encodeBulkLine } from './bulk-line.js';
 import type { ByteChannel } from './byte-channel.js';
 import { CanceledError, ChannelClosedError, ConfigError, HandshakeError, PeerLostError, PeerRestartedError, RpcError, TimeoutError, errorMessage, toRpcError, truncateForLog } from './errors.js';
 import { HelloSender, validatePeerHello } from './handshake.js';
@@ -23,7 +22,7 @@ import { IncomingRequests, OutgoingRequests, type StartedRequest } from './reque
 import type { Logger } from '../base/logger.js';
 import { createWarningLimiter } from '../base/warning-limiter.js';
 import { resolvePeerOptions, type BulkMessage, type NotificationHandler, type PeerOptions, type RequestContext, type RequestHandler, type RequestOptions, type ResolvedPeerOptions } from './peer-options.js';
-import { ERROR_CODES, METHODS, SESSION_CAPABILITY, isRecord, isRequestId, type AgentInfo, type RequestId } from './protocol.js';
+import { ERROR_CODES, FRAMES_CAPABILITY, METHODS, SESSION_CAPABILITY, isRecord, isRequestId, type AgentInfo, type RequestId } from './protocol.js';
 
 export type { BulkMessage, NotificationHandler, PeerOptions, RequestContext, RequestHandler, RequestOptions } from './peer-options.js';
 export type { StartedRequest } from './requests.js';
@@ -245,9 +244,12 @@ export class RpcPeer extends EventEmitter {
     return this.#writer.write({ jsonrpc: '2.0', method, params });
   }
 
-  /** Send a bulk notification now: its bytes go unescaped in the shape bulk-line.ts reads fast. */
+  /**
+   * Send a bulk notification: binary frames when both hellos offer `frames`, else a JSON line in the shape
+   * bulk-line.ts reads fast; queued per id and written in turns (message-writer.ts). Resolves when written.
+   */
   sendBulk(message: BulkMessage): Promise<void> {
-    return this.#writer.writeLine(encodeBulkLine(message.method, message.id, message.stream, message.data));
+    return this.#writer.writeBulk(message);
   }
 
   /** Count memory held for this peer outside the peer (a relay's buffers): reading it pauses past its share. */
@@ -438,6 +440,9 @@ export class RpcPeer extends EventEmitter {
     this.#handshakeError = undefined;
     this.#peerInfo = info;
     this.#ready = true;
+    const frames = info.capabilities.includes(FRAMES_CAPABILITY) && this.options.localInfo.capabilities.includes(FRAMES_CAPABILITY);
+    this.#reader.setFrames(frames);
+    this.#writer.setFrames(frames);
     this.#hello.stop();
     if (this.#discarded > 0) {
       this.#log.info(`discarded ${this.#discarded} stale line(s) from ${this.options.label} before the handshake`);
@@ -456,6 +461,10 @@ export class RpcPeer extends EventEmitter {
   #endSession(error: Error): void {
     this.#session++;
     this.#keepalive.stop();
+    // The next session decides frames afresh; bytes queued for this one are never sent.
+    this.#reader.setFrames(false);
+    this.#writer.setFrames(false);
+    this.#writer.dropQueued();
     this.#outgoing.failSent(error);
     this.#incoming.abortAll(error);
   }

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createCommandRegistry, type CommandRegistry } from '../../common/commands/registry.js';
 import { registerExecuteServer, type ExecuteServer, type ExecuteServerOptions } from '../../common/execute/server.js';
 import { connectChannel, createStreamChannel } from '../../common/wire/stream-channel.js';
+import { CAPABILITIES } from '../../common/wire/protocol.js';
 import { RpcPeer } from '../../common/wire/rpc-peer.js';
 import { testAgentInfo, createRecordingLogger, type RecordingLogger } from './agents.js';
 
@@ -33,7 +34,8 @@ export async function startSocketAgent(options: Partial<ExecuteServerOptions> & 
   const peers: RpcPeer[] = [];
   const server = net.createServer((socket) => {
     const peer = new RpcPeer(createStreamChannel(socket, 'test-client'), {
-      localInfo: testAgentInfo('guest'),
+      // As the real agents: every capability, frames included (memory-channel peers keep JSON lines).
+      localInfo: testAgentInfo('guest', { capabilities: [...CAPABILITIES] }),
       label: 'test-client',
       logger: log,
       ...(options.maxLineBytes ? { maxLineBytes: options.maxLineBytes } : {}),
@@ -61,7 +63,7 @@ export async function startSocketAgent(options: Partial<ExecuteServerOptions> & 
 
 // Connect a host-side peer to the agent and wait for the handshake.
 export async function connectClient(socketPath: string, requestTimeoutMs = 10_000): Promise<RpcPeer> {
-  const peer = new RpcPeer(await connectChannel(socketPath, 2000), { localInfo: testAgentInfo('host'), label: 'test-agent', requestTimeoutMs });
+  const peer = new RpcPeer(await connectChannel(socketPath, 2000), { localInfo: testAgentInfo('host', { capabilities: [...CAPABILITIES] }), label: 'test-agent', requestTimeoutMs });
   peer.start();
   await peer.waitForReady(5000);
   return peer;

@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap';
 import { setTimeout as delay } from 'node:timers/promises';
 import { CanceledError, ChannelClosedError, HandshakeError, PeerRestartedError, RpcError, TimeoutError } from '../../../common/wire/errors.js';
+import { FRAME_SYNC_BYTES } from '../../../common/wire/frame-codec.js';
 import { ERROR_CODES, METHODS, PROTOCOL_VERSION } from '../../../common/wire/protocol.js';
 import { createPeer, createPeerPair, createRecordingLogger, testAgentInfo } from '../../helpers/agents.js';
 import { createMemoryChannelPair } from '../../helpers/memory-channel.js';
@@ -23,9 +24,9 @@ async function readyPair(t: Test) {
   return pair;
 }
 
-t.test('handshake: a bare newline, then hello carrying the agent info and a fresh nonce', async (t) => {
+t.test('handshake: newlines, then hello carrying the agent info and a fresh nonce', async (t) => {
   const { host, guest, hostEnd } = await readyPair(t);
-  t.equal(hostEnd.written[0]?.toString(), '\n', 'the first byte sent ends any stale half line');
+  t.same(hostEnd.written[0], Buffer.alloc(FRAME_SYNC_BYTES, '\n'), 'the first bytes sent end any stale half line or half frame');
   const hello = writtenMessages(hostEnd.written)[0]!;
   t.match(hello, { jsonrpc: '2.0', method: 'hello', params: { protocol: PROTOCOL_VERSION, name: 'negotiator', side: 'host', os: { hostname: 'host-box' } } });
   t.match((hello.params as { nonce: string }).nonce, /^[0-9a-f]{32}$/);
@@ -251,7 +252,7 @@ t.test('protocol version mismatch: a clear error naming both versions, on both s
   guest.start();
   const error = await host.waitForReady(2000).catch((e: unknown) => e);
   t.type(error, HandshakeError);
-  t.match((error as Error).message, /protocol version mismatch: this host agent \(negotiator 0\.0\.0-test\) speaks protocol 1, the peer \(negotiator 9\.0\.0\) speaks protocol 99/);
+  t.match((error as Error).message, /protocol version mismatch: this host agent \(negotiator 0\.0\.0-test\) speaks protocol 1, the peer \(negotiator 9\.0\.0\) speaks protocol 99, and protocols change only for incompatible breaks; upgrade the host agent to a release that speaks protocol 99$/);
   await t.rejects(guest.waitForReady(2000), { name: 'HandshakeError', message: /speaks protocol 1.*protocol 99|protocol 99.*protocol 1/ });
   t.notOk(host.isReady);
 });

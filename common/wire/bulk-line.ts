@@ -13,7 +13,7 @@
 import { METHODS, type OutputStream, type RequestId } from './protocol.js';
 
 /** Methods whose params may arrive with `data` as a Buffer (decoded here) instead of a base64 string. */
-export const BULK_METHODS: ReadonlySet<string> = new Set([METHODS.executeOutput, METHODS.executeInput]);
+export const BULK_METHODS: ReadonlySet<string> = new Set([METHODS.executeOutput, METHODS.executeInput, METHODS.streamInput, METHODS.streamOutput]);
 
 const PREFIX = '{"jsonrpc":"2.0","method":"';
 const PARAMS_ID = '","params":{"id":';

@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/wire/agent-info.js';
 import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
+import { addStreamOptions, streamOptionsOf } from '../common/cli/stream-options.js';
 import { DEFAULT_GUEST_CONTROL_SOCKET, PROGRAM, runGuestCli, runGuestDoctor } from './run-guest.js';
 
 const program = new Command(PROGRAM)
@@ -21,7 +22,7 @@ const program = new Command(PROGRAM)
   .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', DEFAULT_GUEST_CONTROL_SOCKET)
   .addOption(new Option('--control-mode <octal>', 'file mode of the control socket').default(0o660, '0660').argParser((v) => parseInt(v, 8)))
   .addOption(new Option('--control-group <group>', 'daemon: let this group use the control socket (unset: the daemon\'s own group)').argParser(parseGroup));
-addServingOptions(program, 'channel', 'the host')
+addStreamOptions(addServingOptions(program, 'channel', 'the host'), 'the host', '[BIND:]PORT:SERVICE or unix:PATH:SERVICE')
   .addHelpText(
     'after',
     `
@@ -30,6 +31,8 @@ Examples:
   ${PROGRAM} --list-commands                   what may this guest ask of the host?
   ${PROGRAM} --execute 'reboot-notify'         tell the host we are about to reboot
   echo data | ${PROGRAM} --execute 'store x'   stdin goes to the host command
+  ${PROGRAM} --forward 6379:cache              127.0.0.1:6379 here reaches the host's service \`cache\`
+  ${PROGRAM} --daemon --service web=tcp:127.0.0.1:80   let the host open this guest's web server
 
 Exit status: the host command's own; 128+N when a signal N ended it; 124 when its --timeout ended it;
 127 no such command on the host; 126 it could not be run; 130 interrupted (Ctrl-C cancels it on the host);
@@ -70,6 +73,7 @@ await runMain(program, PROGRAM, (parsed) =>
       controlMode: parsed.controlMode,
       controlGroup: parsed.controlGroup,
       ...servingOptionsOf(parsed),
+      ...streamOptionsOf(parsed),
       json: parsed.json,
       stdin: parsed.stdin,
     },

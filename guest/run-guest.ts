@@ -3,6 +3,7 @@ import { readLocalAgentInfo } from '../common/wire/agent-info.js';
 import { EXIT_CODES, runExecuteAction, runListAction, type CliIo } from '../common/cli/actions.js';
 import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli/client.js';
 import type { ServingOptions } from '../common/cli/options.js';
+import type { StreamCliOptions } from '../common/cli/stream-options.js';
 import { createLogger } from '../common/base/logger.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { parseGuestChannelSpec } from './channel-spec.js';
@@ -10,7 +11,7 @@ import { parseGuestChannelSpec } from './channel-spec.js';
 export const PROGRAM = 'negotiator-guest';
 
 /** Options as the CLI parsed them (see guest/cli.ts for their documentation and defaults). */
-export interface GuestCliOptions extends ServingOptions {
+export interface GuestCliOptions extends ServingOptions, StreamCliOptions {
   daemon: boolean;
   listCommands: boolean;
   execute?: string;
@@ -34,6 +35,8 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
     const { stopOnSignals } = await import('../common/daemon/lifecycle.js');
     const { resolveServingConfig } = await import('../common/daemon/serving-config.js');
     const serving = await resolveServingConfig(options);
+    const { resolveStreamConfig } = await import('../common/daemon/stream-config.js');
+    const streams = await resolveStreamConfig(options, false, logger.child('services'));
     const daemon = await startGuestDaemon({
       hostToGuest: parseGuestChannelSpec(options.hostToGuest),
       guestToHost: options.guestToHost === 'none' ? undefined : parseGuestChannelSpec(options.guestToHost),
@@ -45,13 +48,19 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
       maxLineBytes: options.maxLineBytes,
       graceMs: options.graceMs,
       logger,
+      streams,
     });
     return new Promise<number>(() => {
       stopOnSignals(logger, (signal) => daemon.stop(`${PROGRAM} received ${signal}`), options.graceMs * 2 + 10_000);
     });
   }
-  if (!options.listCommands && options.execute === undefined) {
-    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-commands or --execute 'COMMAND ARGS' (see --help)\n`);
+  if (options.forward.length > 1) {
+    io.stderr.write(`${PROGRAM}: one --forward at a time without --daemon (run one per forward, or give them all to the daemon)\n`);
+    return EXIT_CODES.usage;
+  }
+  const forward = options.forward[0];
+  if (!options.listCommands && options.execute === undefined && options.connect === undefined && forward === undefined) {
+    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-commands, --execute 'COMMAND ARGS', --connect SERVICE or --forward PORT:SERVICE (see --help)\n`);
     return EXIT_CODES.usage;
   }
   const localInfo = await readLocalAgentInfo('guest');
@@ -69,6 +78,9 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
   };
   return runClientAction(PROGRAM, io, connect, async ({ peer, viaDaemon }, signal) => {
     if (options.listCommands) return runListAction({ peer, timeoutMs: options.timeoutMs, json: options.json, io });
+    // The stream modules load only for these actions: other CLIs start without them.
+    if (options.connect !== undefined) return (await import('../common/cli/stream-actions.js')).runConnectAction({ peer, service: options.connect, timeoutMs: options.timeoutMs, io, signal });
+    if (forward !== undefined) return (await import('../common/cli/stream-actions.js')).runForwardAction({ peer, spec: forward, timeoutMs: options.timeoutMs, io, signal, logger, targetName: 'the host' });
     return runExecuteAction({
       peer,
       commandLine: options.execute!,

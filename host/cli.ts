@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/wire/agent-info.js';
 import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
+import { addStreamOptions, streamOptionsOf } from '../common/cli/stream-options.js';
 import { DEFAULT_HOST_CONTROL_SOCKET, PROGRAM, runHostCli, runHostDoctor, runHostSetup } from './run-host.js';
 
 const program = new Command(PROGRAM)
@@ -23,7 +24,7 @@ const program = new Command(PROGRAM)
   .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', DEFAULT_HOST_CONTROL_SOCKET)
   .addOption(new Option('--control-mode <octal>', 'file mode of the control socket (0600: root only)').default(0o600, '0600').argParser((v) => parseInt(v, 8)))
   .addOption(new Option('--control-group <group>', 'daemon: let this group use the control socket (mode becomes 0660)').argParser(parseGroup));
-addServingOptions(program, 'guest channel', 'a guest')
+addStreamOptions(addServingOptions(program, 'guest channel', 'a guest'), 'guests', '[BIND:]PORT:SERVICE GUEST, unix:PATH:SERVICE GUEST; a daemon\'s: [BIND:]PORT:SERVICE@GUEST')
   .addHelpText(
     'after',
     `
@@ -33,6 +34,9 @@ Examples:
   ${PROGRAM} --list-commands vm1            what may the host ask of vm1?
   ${PROGRAM} --execute 'ip-addresses' vm1   run a guest command; its output streams here
   ${PROGRAM} --guest vm1=/run/vm1 --execute uptime vm1     a plain QEMU guest (-chardev socket,server=on)
+  ssh -o ProxyCommand='${PROGRAM} --connect ssh %h' root@vm1   ssh to vm1's service \`ssh\`, no network
+  ${PROGRAM} --forward 8080:web vm1          http://127.0.0.1:8080/ reaches vm1's service \`web\`
+  ${PROGRAM} --daemon --service 'cache=tcp:127.0.0.1:6379 guests=vm1'   offer a host service to vm1 only
 
 Exit status: the guest command's own; 128+N when a signal N ended it; 124 when its --timeout ended it;
 127 no such command in the guest; 126 it could not be run; 130 interrupted (Ctrl-C cancels it in the guest);
@@ -84,6 +88,7 @@ await runMain(program, PROGRAM, (parsed) =>
       controlMode: parsed.controlMode,
       controlGroup: parsed.controlGroup,
       ...servingOptionsOf(parsed),
+      ...streamOptionsOf(parsed),
       json: parsed.json,
       stdin: parsed.stdin,
     },

@@ -12,6 +12,9 @@ import { registerExecuteRelay } from '../common/execute/relay.js';
 import type { Logger } from '../common/base/logger.js';
 import { CHANNEL_NAMES, ERROR_CODES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import type { RpcPeer } from '../common/wire/rpc-peer.js';
+import type { Forwarder } from '../common/streams/forward.js';
+import { defaultStreamConfig, startDaemonForwards, type DaemonStreamConfig } from '../common/daemon/stream-config.js';
+import { registerStreamRelay } from '../common/streams/relay.js';
 import { GuestConnections } from './guest-connections.js';
 import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-registry.js';
 
@@ -26,6 +29,8 @@ export interface HostDaemonOptions {
   maxLineBytes: number;
   graceMs: number;
   logger: Logger;
+  /** Services offered to guests, stream limits, --forward listeners (common/daemon/stream-config.ts); default none. */
+  streams?: DaemonStreamConfig;
 }
 
 /** A running host daemon; `stop()` is idempotent. */
@@ -38,6 +43,7 @@ export interface HostDaemon {
 // Start the daemon; resolves once discovery made its first pass and the control socket listens.
 export async function startHostDaemon(options: HostDaemonOptions): Promise<HostDaemon> {
   const log = options.logger;
+  const streams = options.streams ?? defaultStreamConfig();
   const info = await readLocalAgentInfo('host');
   const registry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
   await registry.ready;
@@ -67,6 +73,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
           }),
           onExecuted: (record) => log.info(`guest ${guest.name} ran ${describeExecuted(record)}`),
         },
+        streams: { services: streams.services, ...streams.limits, guest: guest.name, peerName: `guest ${guest.name}` },
       });
     },
   });
@@ -89,7 +96,8 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
     return connection.outbound.waitForPeer(options.requestTimeoutMs);
   };
 
-  let control: ControlServer;
+  let control: ControlServer | undefined;
+  let forwards: Forwarder[] = [];
   try {
     control = await startControlServer({
       path: options.controlSocket,
@@ -99,11 +107,15 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
       logger: log.child('control'),
       register: (peer) => {
         registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: resolveGuest });
+        registerStreamRelay(peer, { logger: log.child('control'), resolveUpstream: resolveGuest, ...streams.limits });
         peer.handle(METHODS.listGuests, () => ({ guests: connections.status() }));
         peer.handle(METHODS.status, () => ({ agent: info, guests: connections.status() }));
       },
     });
+    forwards = await startDaemonForwards(streams.forwards, (spec) => resolveGuest({ guest: spec.guest }), (spec) => `guest ${spec.guest}`, log.child('forward'));
   } catch (error) {
+    await control?.close();
+    await streams.services.close();
     await connections.close('start-up failed');
     await discovery.close();
     await registry.close();
@@ -120,10 +132,12 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
     connections,
     stop(reason) {
       stopping ??= (async () => {
-        await control.close();
+        await Promise.all(forwards.map((f) => f.close()));
+        await control?.close();
         await discovery.close();
         await connections.close(reason);
         await registry.close();
+        await streams.services.close();
       })();
       return stopping;
     },

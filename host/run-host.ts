@@ -4,6 +4,7 @@ import { readLocalAgentInfo } from '../common/wire/agent-info.js';
 import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from '../common/cli/actions.js';
 import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli/client.js';
 import type { ServingOptions } from '../common/cli/options.js';
+import type { StreamCliOptions } from '../common/cli/stream-options.js';
 import { createLogger } from '../common/base/logger.js';
 import { METHODS } from '../common/wire/protocol.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
@@ -14,7 +15,7 @@ import { parseGuestSpecs, staticGuestOf } from './guest-specs.js';
 export const PROGRAM = 'negotiator-host';
 
 /** Options as the CLI parsed them (see host/cli.ts for their documentation and defaults). */
-export interface HostCliOptions extends ServingOptions {
+export interface HostCliOptions extends ServingOptions, StreamCliOptions {
   daemon: boolean;
   listGuests: boolean;
   listCommands: boolean;
@@ -42,6 +43,8 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
     const { stopOnSignals } = await import('../common/daemon/lifecycle.js');
     const { resolveServingConfig } = await import('../common/daemon/serving-config.js');
     const serving = await resolveServingConfig(options);
+    const { resolveStreamConfig } = await import('../common/daemon/stream-config.js');
+    const streams = await resolveStreamConfig(options, true, logger.child('services'));
     const { createVirsh } = await import('./virsh.js');
     const daemon = await startHostDaemon({
       discovery: {
@@ -57,18 +60,25 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
       maxLineBytes: options.maxLineBytes,
       graceMs: options.graceMs,
       logger,
+      streams,
     });
     return new Promise<number>(() => {
       stopOnSignals(logger, (signal) => daemon.stop(`${PROGRAM} received ${signal}`), options.graceMs * 2 + 10_000);
     });
   }
-  const wantsGuest = options.listCommands || options.execute !== undefined;
+  if (options.forward.length > 1) {
+    io.stderr.write(`${PROGRAM}: one --forward at a time without --daemon (run one per forward, or give them to the daemon as SPEC@GUEST)\n`);
+    return EXIT_CODES.usage;
+  }
+  const forward = options.forward[0];
+  const wantsGuest = options.listCommands || options.execute !== undefined || options.connect !== undefined || forward !== undefined;
   if (!options.listGuests && !wantsGuest) {
-    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-guests, --list-commands GUEST or --execute 'COMMAND ARGS' GUEST (see --help)\n`);
+    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-guests, --list-commands GUEST, --execute 'COMMAND ARGS' GUEST, --connect SERVICE GUEST or --forward PORT:SERVICE GUEST (see --help)\n`);
     return EXIT_CODES.usage;
   }
   if (wantsGuest && !options.guestName) {
-    io.stderr.write(`${PROGRAM}: which guest? e.g. ${PROGRAM} ${options.listCommands ? '--list-commands' : `--execute '${options.execute}'`} GUEST (--list-guests shows them)\n`);
+    const example = options.listCommands ? '--list-commands' : options.execute !== undefined ? `--execute '${options.execute}'` : options.connect !== undefined ? `--connect ${options.connect}` : `--forward ${forward}`;
+    io.stderr.write(`${PROGRAM}: which guest? e.g. ${PROGRAM} ${example} GUEST (--list-guests shows them)\n`);
     return EXIT_CODES.usage;
   }
   const localInfo = await readLocalAgentInfo('host');
@@ -114,6 +124,11 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
   return runClientAction(PROGRAM, io, connect, async ({ peer, viaDaemon }, signal) => {
     const target = viaDaemon ? { guest: guestName } : {};
     if (options.listCommands) return runListAction({ peer, ...target, timeoutMs: options.timeoutMs, json: options.json, io });
+    // The stream modules load only for these actions: other CLIs start without them.
+    if (options.connect !== undefined) return (await import('../common/cli/stream-actions.js')).runConnectAction({ peer, ...target, service: options.connect, timeoutMs: options.timeoutMs, io, signal });
+    if (forward !== undefined) {
+      return (await import('../common/cli/stream-actions.js')).runForwardAction({ peer, ...target, spec: forward, timeoutMs: options.timeoutMs, io, signal, logger, targetName: `guest ${guestName}` });
+    }
     return runExecuteAction({ peer, ...target, commandLine: options.execute!, timeoutMs: options.timeoutMs, json: options.json, forwardStdin: options.stdin, viaDaemon, io, signal });
   });
 }

@@ -6,6 +6,9 @@ import path from 'node:path';
 import { ConfigError } from '../wire/errors.js';
 import { validateCommandName } from '../commands/name.js';
 
+/** The default drop-in directory of services (like the command directory's). */
+export const DEFAULT_SERVICE_DIRECTORY = '/etc/negotiator/services';
+
 export type ServiceAddress = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
 
 export interface ServiceSpec {

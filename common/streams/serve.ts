@@ -14,8 +14,7 @@ import type { Logger } from '../base/logger.js';
 import { ERROR_CODES, MAX_CHUNK_BYTES, METHODS, isRecord, isRequestId, type RequestId, type StreamOpenParams, type StreamOpenResult } from '../wire/protocol.js';
 import type { RequestContext, RpcPeer } from '../wire/rpc-peer.js';
 
-/** Default streams open at once per channel (`--max-streams`). */
-export const DEFAULT_MAX_STREAMS = 256;
+export { DEFAULT_MAX_STREAMS } from '../wire/protocol.js';
 /** Largest window an opener may ask for: it bounds what this side buffers per stream. */
 const MAX_WINDOW_BYTES = 64 * 1024 * 1024;
 

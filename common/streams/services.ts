@@ -4,12 +4,10 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseServiceFile, type ServiceSpec } from './address.js';
+export { DEFAULT_SERVICE_DIRECTORY } from './address.js';
 import { createCommandDirectoryMonitor, type CommandDirectoryMonitor } from '../commands/directory-monitor.js';
 import { errorMessage } from '../wire/errors.js';
 import { silentLogger, type Logger } from '../base/logger.js';
-
-/** The default drop-in directory of services (like the command directory's). */
-export const DEFAULT_SERVICE_DIRECTORY = '/etc/negotiator/services';
 
 export interface ServiceRegistryOptions {
   /** `--service` declarations; they win over files of the same name. */

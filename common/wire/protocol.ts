@@ -230,6 +230,8 @@ export interface StreamDataParams {
   eof?: boolean;
 }
 
+/** Streams open at once per channel by default (`--max-streams`). */
+export const DEFAULT_MAX_STREAMS = 256;
 /** Stream flow-control window default: bytes in flight per stream and direction. */
 export const DEFAULT_STREAM_WINDOW_BYTES = 2 * 1024 * 1024;
 

@@ -38,7 +38,7 @@ export function addStreamOptions(program: Command, peerNoun: string, forwardForm
     )
     .option('--services-dir <dir>', `daemon: a drop-in directory of services, one file per service holding its address (repeatable; default ${DEFAULT_SERVICE_DIRECTORY})`, collectDirectory)
     .addOption(new Option('--max-streams <n>', 'daemon: streams open at once per channel (and per control-socket client)').default(DEFAULT_MAX_STREAMS).argParser(parseCount(false)))
-    .addOption(new Option('--stream-idle-timeout <seconds>', 'daemon: reset a stream with no traffic for this long (0 = never)').default(0, '0 (off)').argParser(parseTimeoutSeconds));
+    .addOption(new Option('--stream-idle-timeout <seconds>', 'daemon: reset a stream with no traffic for this long (0 = never)').default(0, '0').argParser(parseTimeoutSeconds));
 }
 
 export function streamOptionsOf(parsed: Record<string, unknown>): StreamCliOptions {

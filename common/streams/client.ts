@@ -123,6 +123,12 @@ export class RemoteStream extends Duplex {
     })().then(() => callback(), callback);
   }
 
+  // Chunks queued while a send waited for credit go out together, in pieces of up to 256 KiB: fewer,
+  // larger lines and acknowledgements than one per socket read (64 KiB).
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this._write(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), 'binary', callback);
+  }
+
   override _final(callback: (error?: Error | null) => void): void {
     if (this.#answered) return callback();
     this.#peer.notify(METHODS.streamInput, { id: this.#id, eof: true }).then(() => callback(), callback);

@@ -7,6 +7,7 @@ import { unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { formatAddress, type ForwardSpec } from './address.js';
 import type { RemoteStream } from './client.js';
+import { resetLocal } from './serve.js';
 import { errorMessage } from '../wire/errors.js';
 import type { Logger } from '../base/logger.js';
 
@@ -42,7 +43,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<Forward
       (stream) => {
         stream.on('error', (error) => {
           log.warn(`forward ${options.spec.text}: connection ${number} to ${options.target}: ${errorMessage(error)}`);
-          if (!socket.destroyed) socket.resetAndDestroy();
+          resetLocal(socket);
         });
         socket.once('close', () => {
           // The local client went away without its half-close: the stream ends too.
@@ -53,7 +54,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<Forward
       },
       (error: unknown) => {
         log.warn(`forward ${options.spec.text}: connection ${number} could not reach ${options.target}: ${errorMessage(error)}`);
-        if (!socket.destroyed) socket.resetAndDestroy();
+        resetLocal(socket);
       },
     );
   });

@@ -74,6 +74,21 @@ export function checkStreamLimits(limits: StreamLimits): StreamLimits {
   return limits;
 }
 
+/**
+ * Close a local end so that its peer sees a reset, not a clean end: a TCP socket with an RST
+ * (resetAndDestroy, which throws for other handles such as UNIX sockets), anything else destroyed.
+ */
+export function resetLocal(local: Duplex, error?: Error): void {
+  if (local.destroyed) return;
+  const socket = local as Duplex & { resetAndDestroy?: () => void };
+  try {
+    if (typeof socket.resetAndDestroy === 'function') return void socket.resetAndDestroy();
+  } catch {
+    // ERR_INVALID_HANDLE_TYPE: not a TCP socket; it threw before doing anything.
+  }
+  local.destroy(error);
+}
+
 /** The wire error for a local socket's failure: its errno kept in `data`. */
 export function resetError(error: unknown, what: string): RpcError {
   const errno = (error as NodeJS.ErrnoException | undefined)?.code;
@@ -149,9 +164,7 @@ export function serveStreams(peer: RpcPeer, options: ServeStreamsOptions): Strea
     });
     const onAbort = (): void => {
       served.output.close();
-      const socket = local as Duplex & { resetAndDestroy?: () => void };
-      if (typeof socket.resetAndDestroy === 'function' && !local.destroyed) socket.resetAndDestroy();
-      else local.destroy(signal.reason instanceof Error ? signal.reason : new CanceledError('stream closed'));
+      resetLocal(local, signal.reason instanceof Error ? signal.reason : new CanceledError('stream closed'));
     };
     signal.addEventListener('abort', onAbort, { once: true });
     const pumpOutput = async (): Promise<void> => {

@@ -5,6 +5,9 @@ import t from 'tap';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { openStream, type RemoteStream } from '../../../common/streams/client.js';
 import { registerStreamService } from '../../../common/streams/server.js';
 import { createServiceRegistry } from '../../../common/streams/services.js';
@@ -54,6 +57,13 @@ async function readAll(stream: RemoteStream): Promise<Buffer> {
 }
 
 const digest = await startDigestService();
+const unixDigestPath = path.join(mkdtempSync(path.join(os.tmpdir(), 'negotiator-streams-')), 'digest.sock');
+const unixDigest = net.createServer({ allowHalfOpen: true }, (socket) => {
+  socket.on('error', () => {});
+  socket.on('end', () => socket.end('done\n'));
+  socket.resume();
+});
+await new Promise<void>((resolve) => unixDigest.listen(unixDigestPath, resolve));
 const source = await startSourceService(8 * 1024 * 1024);
 const resetter = net.createServer((socket) => socket.once('data', () => socket.resetAndDestroy()));
 await new Promise<void>((resolve) => resetter.listen(0, '127.0.0.1', resolve));
@@ -77,6 +87,7 @@ function setUp(options: { maxStreams?: number; idleTimeoutMs?: number; guest?: s
       parseServiceOption(`resetter=tcp:127.0.0.1:${portOf(resetter)}`),
       parseServiceOption(`closed=tcp:127.0.0.1:${closedPort}`),
       parseServiceOption(`vm2only=tcp:127.0.0.1:${portOf(digest)} guests=vm2`),
+      parseServiceOption(`unixdigest=unix:${unixDigestPath}`),
     ],
   });
   const server = registerStreamService(serving, {
@@ -93,7 +104,7 @@ function setUp(options: { maxStreams?: number; idleTimeoutMs?: number; guest?: s
 }
 
 t.teardown(async () => {
-  for (const server of [digest, source, resetter]) await new Promise((resolve) => server.close(resolve));
+  for (const server of [digest, source, resetter, unixDigest]) await new Promise((resolve) => server.close(resolve));
 });
 
 t.test('half-close: the client EOF reaches the service, and its reply still comes back', async (t) => {
@@ -132,7 +143,7 @@ t.test('errors: unknown service with the list, refused and reset with errno, pol
   t.teardown(close);
   const unknown = await open(opener, 'nope');
   unknown.end();
-  await t.rejects(unknown.result, { code: ERROR_CODES.unknownService, message: /no service `nope` on the host for guest vm1; available: closed, digest, resetter, source$/ });
+  await t.rejects(unknown.result, { code: ERROR_CODES.unknownService, message: /no service `nope` on the host for guest vm1; available: closed, digest, resetter, source, unixdigest$/ });
   const hidden = await open(opener, 'vm2only');
   await t.rejects(hidden.result, { code: ERROR_CODES.unknownService }, 'a service limited to other guests is invisible');
   const refused = await open(opener, 'closed');
@@ -186,4 +197,18 @@ t.test('destroying the stream cancels it on the other side (the service sees the
   await once(stream, 'close');
   while (server.open > 0) await new Promise((resolve) => setTimeout(resolve, 10));
   t.equal(server.open, 0);
+});
+
+t.test('a canceled stream to a UNIX-socket service closes it without taking the serving side down (regression)', async (t) => {
+  // resetAndDestroy() throws for a UNIX socket: it crashed the daemon on every cancel of such a stream.
+  const { opener, server, close } = setUp();
+  t.teardown(close);
+  const stream = await open(opener, 'unixdigest');
+  stream.write('x');
+  while (server.open === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  stream.destroy();
+  while (server.open > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  const again = await open(opener, 'unixdigest');
+  again.end('y');
+  t.equal((await readAll(again)).toString(), 'done\n', 'still serving');
 });

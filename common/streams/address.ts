@@ -78,7 +78,10 @@ function checkServiceName(name: string, what: string): string {
   try {
     return validateCommandName(name);
   } catch (error) {
-    throw new ConfigError(`${what}: ${(error as Error).message.replaceAll('ommand name', 'ervice name').replace('Command names are file names in the command directories', 'Service names follow the command-name rules')}`);
+    const message = (error as Error).message
+      .replace('Command names are file names in the command directories', 'Service names follow the command-name rules')
+      .replace('Invalid command name', 'Invalid service name');
+    throw new ConfigError(`${what}: ${message}`);
   }
 }
 

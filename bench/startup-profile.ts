@@ -84,7 +84,7 @@ export const HOST_CLI_IMPORTS: readonly ImportGroup[] = [
   { label: 'common/protocol, errors, logger', specs: [dist('common/wire/protocol.js'), dist('common/wire/errors.js'), dist('common/base/logger.js')], loaded: 'static' },
   { label: 'common/rpc-peer (+ handshake, line-reader, warning-limiter; node:crypto, node:events)', specs: [dist('common/wire/rpc-peer.js')], loaded: 'static' },
   { label: 'common/cli-actions (+ execute-client, command-line, flow-window)', specs: [dist('common/cli/actions.js')], loaded: 'static' },
-  { label: 'common/agent-info, cli-options', specs: [dist('common/wire/agent-info.js'), dist('common/cli/options.js')], loaded: 'static' },
+  { label: 'common/agent-info, cli-options, stream-options (+ streams/address, commands/name)', specs: [dist('common/wire/agent-info.js'), dist('common/cli/options.js'), dist('common/cli/stream-options.js')], loaded: 'static' },
   { label: 'common/cli-client, stream-channel (node:net)', specs: [dist('common/cli/client.js'), dist('common/wire/stream-channel.js')], loaded: 'static' },
   { label: 'host/guest-specs, run-host (the rest of cli.js\'s static imports)', specs: [dist('host/guest-specs.js'), dist('host/run-host.js')], loaded: 'static' },
   { label: 'host/locate-guest (+ domain-xml, virsh; --execute without a daemon, libvirt guests only)', specs: [dist('host/locate-guest.js')], loaded: 'on demand' },

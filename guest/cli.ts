@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/wire/agent-info.js';
 import { addClientOptions, addControlOptions, addServingOptions, clientOptionsOf, controlOptionsOf, runMain, servingOptionsOf } from '../common/cli/options.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
+import { addStreamOptions, streamOptionsOf } from '../common/cli/stream-options.js';
 import { DEFAULT_GUEST_CONTROL_SOCKET, PROGRAM, runGuestCli, runGuestDoctor } from './run-guest.js';
 
 const program = new Command(PROGRAM)
@@ -18,7 +19,7 @@ addClientOptions(program, 'list, execute and doctor')
   .option('--host-to-guest <channel>', 'daemon: the channel the host calls us on (virtio:NAME, a device, serial:..., unix:..., tcp:...)', `virtio:${CHANNEL_NAMES.hostToGuest}`)
   .option('--guest-to-host <channel>', 'daemon: the channel we call the host on; "none" to use --host-to-guest both ways (one serial line)', `virtio:${CHANNEL_NAMES.guestToHost}`);
 addControlOptions(program, { socket: DEFAULT_GUEST_CONTROL_SOCKET, mode: 0o660, modeNote: '', groupNote: 'unset: the daemon\'s own group' });
-addServingOptions(program, 'channel', 'the host')
+addStreamOptions(addServingOptions(program, 'channel', 'the host'), 'the host', '[BIND:]PORT:SERVICE or unix:PATH:SERVICE')
   .addHelpText(
     'after',
     `
@@ -27,6 +28,8 @@ Examples:
   ${PROGRAM} --list-commands                   what may this guest ask of the host?
   ${PROGRAM} --execute 'reboot-notify'         tell the host we are about to reboot
   echo data | ${PROGRAM} --execute 'store x'   stdin goes to the host command
+  ${PROGRAM} --forward 6379:cache              127.0.0.1:6379 here reaches the host's service \`cache\`
+  ${PROGRAM} --daemon --service web=tcp:127.0.0.1:80   let the host open this guest's web server
 
 Exit status: the host command's own; 128+N when a signal N ended it; 124 when its --timeout ended it;
 127 no such command on the host; 126 it could not be run; 130 interrupted (Ctrl-C cancels it on the host);
@@ -66,6 +69,7 @@ await runMain(program, PROGRAM, (parsed) =>
       ...clientOptionsOf(parsed),
       ...controlOptionsOf(parsed),
       ...servingOptionsOf(parsed),
+      ...streamOptionsOf(parsed),
     },
     io,
   ),

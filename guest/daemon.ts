@@ -13,6 +13,9 @@ import { registerExecuteRelay } from '../common/execute/relay.js';
 import { registerAgentWait } from '../common/daemon/readiness.js';
 import type { Logger } from '../common/base/logger.js';
 import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
+import type { Forwarder } from '../common/streams/forward.js';
+import { defaultStreamConfig, startDaemonForwards, type DaemonStreamConfig } from '../common/daemon/stream-config.js';
+import { registerStreamRelay } from '../common/streams/relay.js';
 import { describeGuestChannel, type GuestChannelSpec } from './channel-spec.js';
 import { openGuestChannel } from './open-channel.js';
 
@@ -33,6 +36,8 @@ export interface GuestDaemonOptions {
   /** Grace for running commands on shutdown. */
   graceMs: number;
   logger: Logger;
+  /** Services offered to the host, stream limits, --forward listeners (common/daemon/stream-config.ts); default none. */
+  streams?: DaemonStreamConfig;
   /** Test seams. */
   sysRoot?: string;
   devRoot?: string;
@@ -48,6 +53,7 @@ export interface GuestDaemon {
 // Start the daemon: returns once the control socket listens (channels are opened in the background).
 export async function startGuestDaemon(options: GuestDaemonOptions): Promise<GuestDaemon> {
   const log = options.logger;
+  const streams = options.streams ?? defaultStreamConfig();
   const localInfo = await readLocalAgentInfo('guest');
   const registry: CommandRegistry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
   await registry.ready;
@@ -70,6 +76,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
         ...(launchers ? { launchers } : {}),
         onExecuted: (record) => log.info(`host ran ${describeExecuted(record)}`),
       },
+      streams: { services: streams.services, ...streams.limits, peerName: 'the host' },
     });
   const keep = (spec: GuestChannelSpec, label: string, channelName: string, announce: boolean): ChannelKeeper =>
     keepChannel({
@@ -90,7 +97,9 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
   const outbound = guestToHost ?? hostToGuest;
   const keepers = guestToHost ? [hostToGuest, guestToHost] : [hostToGuest];
 
-  let control: ControlServer;
+  let control: ControlServer | undefined;
+  let forwards: Forwarder[] = [];
+  const toHost = () => outbound.waitForPeer(options.requestTimeoutMs);
   try {
     control = await startControlServer({
       path: options.controlSocket,
@@ -101,9 +110,10 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
       register: (peer) => {
         registerExecuteRelay(peer, {
           logger: log.child('control'),
-          resolveUpstream: () => outbound.waitForPeer(options.requestTimeoutMs),
+          resolveUpstream: toHost,
           onRelayed: (record) => log.debug(`relayed \`${String(record.params.command)}\` to the host: ${record.error ?? `exit ${record.result?.exitCode}`}`),
         });
+        registerStreamRelay(peer, { logger: log.child('control'), resolveUpstream: toHost, ...streams.limits });
         peer.handle(METHODS.status, () => ({
           agent: localInfo,
           channels: keepers.map((k) => ({
@@ -119,7 +129,10 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
         );
       },
     });
+    forwards = await startDaemonForwards(streams.forwards, toHost, () => 'the host', log.child('forward'));
   } catch (error) {
+    await control?.close();
+    await streams.services.close();
     await Promise.all(keepers.map((k) => k.stop('start-up failed', 0)));
     launchers?.close();
     await registry.close();
@@ -133,10 +146,12 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
     keepers,
     stop(reason) {
       stopping ??= (async () => {
-        await control.close();
+        await Promise.all(forwards.map((f) => f.close()));
+        await control?.close();
         await Promise.all(keepers.map((k) => k.stop(reason, options.graceMs)));
         launchers?.close();
         await registry.close();
+        await streams.services.close();
       })();
       return stopping;
     },

@@ -1,8 +1,9 @@
 // What `negotiator-guest` does with its parsed options: run the daemon, or list / execute on the host.
 import { readLocalAgentInfo } from '../common/wire/agent-info.js';
 import { EXIT_CODES, type CliIo } from '../common/cli/actions.js';
-import { connectToDaemon, runListOrExecute, startClientPeer, type ClientConnection } from '../common/cli/client.js';
+import { connectToDaemon, runClientAction, runListOrExecute, startClientPeer, type ClientConnection } from '../common/cli/client.js';
 import type { ClientOptions, ControlOptions, ServingOptions } from '../common/cli/options.js';
+import type { StreamCliOptions } from '../common/cli/stream-options.js';
 import { createLogger } from '../common/base/logger.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { parseGuestChannelSpec } from './channel-spec.js';
@@ -10,7 +11,7 @@ import { parseGuestChannelSpec } from './channel-spec.js';
 export const PROGRAM = 'negotiator-guest';
 
 /** Options as the CLI parsed them (see guest/cli.ts for their documentation and defaults). */
-export interface GuestCliOptions extends ServingOptions, ClientOptions, ControlOptions {
+export interface GuestCliOptions extends ServingOptions, ClientOptions, ControlOptions, StreamCliOptions {
   daemon: boolean;
   listCommands: boolean;
   execute?: string;
@@ -27,16 +28,23 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
     // The daemon's modules (command registry, runner, launcher pool, ports) are loaded only here: a CLI starts faster without them.
     const { runDaemon } = await import('../common/daemon/start.js');
     const { startGuestDaemon } = await import('./daemon.js');
-    return runDaemon(PROGRAM, options, (base) =>
+    const { resolveStreamConfig } = await import('../common/daemon/stream-config.js');
+    return runDaemon(PROGRAM, options, async (base) =>
       startGuestDaemon({
         ...base,
         hostToGuest: parseGuestChannelSpec(options.hostToGuest),
         guestToHost: options.guestToHost === 'none' ? undefined : parseGuestChannelSpec(options.guestToHost),
+        streams: await resolveStreamConfig(options, false, base.logger.child('services')),
       }),
     );
   }
-  if (!options.listCommands && options.execute === undefined && !options.wait) {
-    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --wait, --list-commands or --execute 'COMMAND ARGS' (see --help)\n`);
+  if (options.forward.length > 1) {
+    io.stderr.write(`${PROGRAM}: one --forward at a time without --daemon (run one per forward, or give them all to the daemon)\n`);
+    return EXIT_CODES.usage;
+  }
+  const forward = options.forward[0];
+  if (!options.listCommands && options.execute === undefined && !options.wait && options.connect === undefined && forward === undefined) {
+    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --wait, --list-commands, --execute 'COMMAND ARGS', --connect SERVICE or --forward PORT:SERVICE (see --help)\n`);
     return EXIT_CODES.usage;
   }
   const localInfo = await readLocalAgentInfo('guest');
@@ -54,7 +62,14 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
     const channel = await openGuestChannel(spec, { logger: logger.child('channel'), timeoutMs: Math.min(options.timeoutMs || 5000, 5000) });
     return { peer: startClientPeer(channel, localInfo, 'the host', options.timeoutMs, options.peerTimeoutMs), viaDaemon: false };
   };
-  return runListOrExecute(PROGRAM, io, options, connect);
+  if (options.connect === undefined && forward === undefined) return runListOrExecute(PROGRAM, io, options, connect);
+  // The stream modules load only for these actions: other CLIs start without them.
+  const logger = createLogger({ level: options.logLevel });
+  return runClientAction(PROGRAM, io, connect, async ({ peer }, signal) => {
+    const streams = await import('../common/cli/stream-actions.js');
+    if (options.connect !== undefined) return streams.runConnectAction({ peer, service: options.connect, timeoutMs: options.timeoutMs, io, signal });
+    return streams.runForwardAction({ peer, spec: forward!, timeoutMs: options.timeoutMs, io, signal, logger, targetName: 'the host' });
+  });
 }
 
 /** The control socket's default path. */

@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/wire/agent-info.js';
 import { addClientOptions, addControlOptions, addServingOptions, clientOptionsOf, controlOptionsOf, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
+import { addStreamOptions, streamOptionsOf } from '../common/cli/stream-options.js';
 import { DEFAULT_HOST_CONTROL_SOCKET, PROGRAM, runHostCli, runHostDoctor, runHostSetup } from './run-host.js';
 
 const program = new Command(PROGRAM)
@@ -21,7 +22,7 @@ addClientOptions(program, 'guests, list, execute, setup and doctor')
   .option('--libvirt-uri <uri>', 'libvirt connection', 'qemu:///system')
   .addOption(new Option('--rescan <seconds>', 'daemon: safety-net rescan of libvirt and --guest sockets').default(30_000, '30').argParser(parseTimeoutSeconds));
 addControlOptions(program, { socket: DEFAULT_HOST_CONTROL_SOCKET, mode: 0o600, modeNote: ' (0600: root only)', groupNote: 'mode becomes 0660' });
-addServingOptions(program, 'guest channel', 'a guest')
+addStreamOptions(addServingOptions(program, 'guest channel', 'a guest'), 'guests', '[BIND:]PORT:SERVICE GUEST, unix:PATH:SERVICE GUEST; a daemon\'s: [BIND:]PORT:SERVICE@GUEST')
   .addHelpText(
     'after',
     `
@@ -33,6 +34,9 @@ Examples:
   virsh start vm1 && ${PROGRAM} --wait --timeout 120 vm1    wait until vm1's agent answers
   ${PROGRAM} --events --json                follow guests and agents (JSON lines) until Ctrl-C
   ${PROGRAM} --guest vm1=/run/vm1 --execute uptime vm1     a plain QEMU guest (-chardev socket,server=on)
+  ssh -o ProxyCommand='${PROGRAM} --connect ssh %h' root@vm1   ssh to vm1's service \`ssh\`, no network
+  ${PROGRAM} --forward 8080:web vm1          http://127.0.0.1:8080/ reaches vm1's service \`web\`
+  ${PROGRAM} --daemon --service 'cache=tcp:127.0.0.1:6379 guests=vm1'   offer a host service to vm1 only
 
 Exit status: the guest command's own; 128+N when a signal N ended it; 124 when its --timeout ended it;
 127 no such command in the guest; 126 it could not be run; 130 interrupted (Ctrl-C cancels it in the guest);
@@ -84,6 +88,7 @@ await runMain(program, PROGRAM, (parsed) =>
       ...clientOptionsOf(parsed),
       ...controlOptionsOf(parsed),
       ...servingOptionsOf(parsed),
+      ...streamOptionsOf(parsed),
     },
     io,
   ),

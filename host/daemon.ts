@@ -11,6 +11,9 @@ import { announceReady } from '../common/daemon/lifecycle.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
 import type { Logger } from '../common/base/logger.js';
 import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
+import type { Forwarder } from '../common/streams/forward.js';
+import { defaultStreamConfig, startDaemonForwards, type DaemonStreamConfig } from '../common/daemon/stream-config.js';
+import { registerStreamRelay } from '../common/streams/relay.js';
 import { GuestConnections } from './guest-connections.js';
 import { resolveGuestPeer } from './guest-upstream.js';
 import { describeRole } from './guest-model.js';
@@ -30,6 +33,8 @@ export interface HostDaemonOptions {
   peerTimeoutMs?: number;
   graceMs: number;
   logger: Logger;
+  /** Services offered to guests, stream limits, --forward listeners (common/daemon/stream-config.ts); default none. */
+  streams?: DaemonStreamConfig;
 }
 
 /** A running host daemon; `stop()` is idempotent. */
@@ -42,6 +47,7 @@ export interface HostDaemon {
 // Start the daemon; resolves once discovery made its first pass and the control socket listens.
 export async function startHostDaemon(options: HostDaemonOptions): Promise<HostDaemon> {
   const log = options.logger;
+  const streams = options.streams ?? defaultStreamConfig();
   const info = await readLocalAgentInfo('host');
   const commands = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
   await commands.ready;
@@ -84,12 +90,16 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
           }),
           onExecuted: (record) => log.info(`guest ${guest.name} ran ${describeExecuted(record)}`),
         },
+        streams: { services: streams.services, ...streams.limits, guest: guest.name, peerName: `guest ${guest.name}` },
       });
     },
   });
   await discovery.ready;
 
-  let control: ControlServer;
+  // The guest's outbound peer for a relayed request (guest-upstream.ts).
+  const resolveGuest = (params: Record<string, unknown>) => resolveGuestPeer(connections, params, options.requestTimeoutMs);
+  let control: ControlServer | undefined;
+  let forwards: Forwarder[] = [];
   try {
     control = await startControlServer({
       path: options.controlSocket,
@@ -98,13 +108,17 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
       localInfo: info,
       logger: log.child('control'),
       register: (peer) => {
-        registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: (params) => resolveGuestPeer(connections, params, options.requestTimeoutMs) });
+        registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: resolveGuest });
+        registerStreamRelay(peer, { logger: log.child('control'), resolveUpstream: resolveGuest, ...streams.limits });
         peer.handle(METHODS.listGuests, () => ({ guests: connections.status() }));
         peer.handle(METHODS.status, () => ({ agent: info, guests: connections.status() }));
         watch.register(peer);
       },
     });
+    forwards = await startDaemonForwards(streams.forwards, (spec) => resolveGuest({ guest: spec.guest }), (spec) => `guest ${spec.guest}`, log.child('forward'));
   } catch (error) {
+    await control?.close();
+    await streams.services.close();
     await connections.close('start-up failed');
     await discovery.close();
     watch.close();
@@ -123,12 +137,14 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
     connections,
     stop(reason) {
       stopping ??= (async () => {
-        await control.close();
+        await Promise.all(forwards.map((f) => f.close()));
+        await control?.close();
         await discovery.close();
         watch.close();
         await connections.close(reason);
         await commands.close();
         launchers?.close();
+        await streams.services.close();
       })();
       return stopping;
     },

@@ -2,8 +2,10 @@
 // on one guest (through the daemon when one runs, else straight to the guest's socket).
 import { readLocalAgentInfo } from '../common/wire/agent-info.js';
 import { EXIT_CODES, exitCodeOfError, formatCliError, type CliIo } from '../common/cli/actions.js';
-import { connectToDaemon, runInterruptible, runListOrExecute, startClientPeer, type ClientConnection } from '../common/cli/client.js';
+import { connectToDaemon, runClientAction, runInterruptible, runListOrExecute, startClientPeer, type ClientConnection } from '../common/cli/client.js';
 import type { ClientOptions, ControlOptions, ServingOptions } from '../common/cli/options.js';
+import type { StreamCliOptions } from '../common/cli/stream-options.js';
+import { createLogger } from '../common/base/logger.js';
 import { ChannelClosedError } from '../common/wire/errors.js';
 import { METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import type { RpcPeer } from '../common/wire/rpc-peer.js';
@@ -16,7 +18,7 @@ import type { Virsh } from './virsh.js';
 export const PROGRAM = 'negotiator-host';
 
 /** Options as the CLI parsed them (see host/cli.ts for their documentation and defaults). */
-export interface HostCliOptions extends ServingOptions, ClientOptions, ControlOptions {
+export interface HostCliOptions extends ServingOptions, ClientOptions, ControlOptions, StreamCliOptions {
   daemon: boolean;
   listGuests: boolean;
   listCommands: boolean;
@@ -41,7 +43,8 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
     const { createVirsh } = await import('./virsh.js');
     // --control-group with the default mode: the group may connect (0660).
     const controlMode = options.controlGroup !== undefined && options.controlMode === 0o600 ? 0o660 : options.controlMode;
-    return runDaemon(PROGRAM, { ...options, controlMode }, (base) =>
+    const { resolveStreamConfig } = await import('../common/daemon/stream-config.js');
+    return runDaemon(PROGRAM, { ...options, controlMode }, async (base) =>
       startHostDaemon({
         ...base,
         discovery: {
@@ -49,16 +52,23 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
           libvirt: options.libvirt ? { virsh: createVirsh({ uri: options.libvirtUri, logger: base.logger.child('virsh') }) } : false,
           rescanIntervalMs: options.rescanIntervalMs,
         },
+        streams: await resolveStreamConfig(options, true, base.logger.child('services')),
       }),
     );
   }
-  const wantsGuest = options.listCommands || options.execute !== undefined || Boolean(options.wait);
+  if (options.forward.length > 1) {
+    io.stderr.write(`${PROGRAM}: one --forward at a time without --daemon (run one per forward, or give them to the daemon as SPEC@GUEST)\n`);
+    return EXIT_CODES.usage;
+  }
+  const forward = options.forward[0];
+  const wantsGuest = options.listCommands || options.execute !== undefined || Boolean(options.wait) || options.connect !== undefined || forward !== undefined;
   if (!options.listGuests && !wantsGuest && !options.events) {
-    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-guests, --events, --wait GUEST, --list-commands GUEST or --execute 'COMMAND ARGS' GUEST (see --help)\n`);
+    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-guests, --events, --wait GUEST, --list-commands GUEST, --execute 'COMMAND ARGS' GUEST, --connect SERVICE GUEST or --forward PORT:SERVICE GUEST (see --help)\n`);
     return EXIT_CODES.usage;
   }
   if (wantsGuest && !options.guestName) {
-    io.stderr.write(`${PROGRAM}: which guest? e.g. ${PROGRAM} ${options.listCommands ? '--list-commands' : options.wait ? '--wait' : `--execute '${options.execute}'`} GUEST (--list-guests shows them)\n`);
+    const example = options.listCommands ? '--list-commands' : options.wait ? '--wait' : options.execute !== undefined ? `--execute '${options.execute}'` : options.connect !== undefined ? `--connect ${options.connect}` : `--forward ${forward}`;
+    io.stderr.write(`${PROGRAM}: which guest? e.g. ${PROGRAM} ${example} GUEST (--list-guests shows them)\n`);
     return EXIT_CODES.usage;
   }
   const localInfo = await readLocalAgentInfo('host');
@@ -102,7 +112,15 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
     const peer = startClientPeer(channel, localInfo, `guest ${guestName}${endpoint.state ? ` (libvirt says the channel is ${endpoint.state})` : ''}`, options.timeoutMs, options.peerTimeoutMs);
     return { peer, viaDaemon: false };
   };
-  return runListOrExecute(PROGRAM, io, options, connect, { guest: guestName });
+  if (options.connect === undefined && forward === undefined) return runListOrExecute(PROGRAM, io, options, connect, { guest: guestName });
+  // The stream modules load only for these actions: other CLIs start without them.
+  const logger = createLogger({ level: options.logLevel });
+  return runClientAction(PROGRAM, io, connect, async ({ peer, viaDaemon }, signal) => {
+    const target = viaDaemon ? { guest: guestName } : {};
+    const streams = await import('../common/cli/stream-actions.js');
+    if (options.connect !== undefined) return streams.runConnectAction({ peer, ...target, service: options.connect, timeoutMs: options.timeoutMs, io, signal });
+    return streams.runForwardAction({ peer, ...target, spec: forward!, timeoutMs: options.timeoutMs, io, signal, logger, targetName: `guest ${guestName}` });
+  });
 }
 
 /** The control socket's default path. */

@@ -6,6 +6,7 @@ import { errorMessage } from '../wire/errors.js';
 import type { Logger } from '../base/logger.js';
 import { METHODS, isRecord, type AgentInfo, type StoppingParams } from '../wire/protocol.js';
 import { RpcPeer, type PeerOptions } from '../wire/rpc-peer.js';
+import { registerStreamService, type StreamServiceOptions } from '../streams/server.js';
 
 export interface AgentSessionOptions {
   channel: ByteChannel;
@@ -15,6 +16,8 @@ export interface AgentSessionOptions {
   logger: Logger;
   /** Serve `commands.list` and `execute` on this channel with these options. */
   serve?: Omit<ExecuteServerOptions, 'logger'>;
+  /** Serve this side's services (`stream.open`) on this channel. */
+  streams?: Omit<StreamServiceOptions, 'logger'>;
   /** Send `agent.started` each time a handshake completes. */
   announce?: boolean;
   peer?: Partial<Omit<PeerOptions, 'localInfo' | 'label' | 'logger'>>;
@@ -44,6 +47,7 @@ export function startAgentSession(options: AgentSessionOptions): AgentSession {
   const log = options.logger;
   const peer = new RpcPeer(options.channel, { ...options.peer, localInfo: options.localInfo, label: options.label, logger: log });
   const service = options.serve ? registerExecuteServer(peer, { ...options.serve, logger: log }) : undefined;
+  const streams = options.streams ? registerStreamService(peer, { ...options.streams, logger: log }) : undefined;
   peer.on('ready', (info: AgentInfo, restarted: boolean) => {
     log.info(`${restarted ? 'new session with' : 'connected to'} the ${info.side} agent: ${describeAgent(info)}`);
     options.onEvent?.('ready', describeAgent(info));
@@ -63,6 +67,8 @@ export function startAgentSession(options: AgentSessionOptions): AgentSession {
     const reason = isRecord(params) && typeof params.reason === 'string' ? params.reason.slice(0, 200) : 'no reason given';
     log.info(`the ${peer.peerInfo?.side ?? 'other'} agent is stopping: ${reason}`);
     options.onEvent?.('stopping', reason);
+    // Its streams cannot outlive it (a reboot): end them now, not when its successor says hello.
+    streams?.peerStopping(reason);
   });
   peer.start();
   let stopping: Promise<void> | undefined;

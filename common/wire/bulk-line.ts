@@ -14,9 +14,9 @@ import { METHODS, type OutputStream, type RequestId } from './protocol.js';
 
 /**
  * Methods whose params may arrive with `data` as a Buffer (decoded here, or a frame's payload) instead of
- * a base64 string: what `sendBulk` carries. `stream.data` is a forwarded stream's bytes (common/streams/).
+ * a base64 string: what `sendBulk` carries. `stream.input` and `stream.output` are a forwarded stream's bytes (common/streams/).
  */
-export const BULK_METHODS: ReadonlySet<string> = new Set([METHODS.executeOutput, METHODS.executeInput, 'stream.data']);
+export const BULK_METHODS: ReadonlySet<string> = new Set([METHODS.executeOutput, METHODS.executeInput, METHODS.streamInput, METHODS.streamOutput]);
 
 const PREFIX = '{"jsonrpc":"2.0","method":"';
 const PARAMS_ID = '","params":{"id":';

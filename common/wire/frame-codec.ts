@@ -1,4 +1,4 @@
-// Binary frames: the bytes of a bulk notification (execute.output, execute.input, stream.data) raw after a
+// Binary frames: the bytes of a bulk notification (execute.output, execute.input, stream.input, stream.output) raw after a
 // short header, instead of base64 inside a JSON line. Sent only to a peer whose hello offers the
 // `frames` capability (docs/protocol.md, "Frames"). Control messages stay JSON lines.
 //

@@ -39,6 +39,16 @@ export const METHODS = {
   eventsFollow: 'events.follow',
   /** Notification for an `events.follow` request (params: {id, event: HostEvent}). */
   eventsEvent: 'events.event',
+  /** Request, either side: open a stream to one of the other side's services; answered when it ends. */
+  streamOpen: 'stream.open',
+  /** Notification from the opener: bytes for the service (bulk), or `eof` (shut its writing). */
+  streamInput: 'stream.input',
+  /** Notification from the serving side: input bytes written to the service (flow-control credit). */
+  streamInputAck: 'stream.inputAck',
+  /** Notification from the serving side: bytes from the service (bulk), or `eof` (it shut its writing). */
+  streamOutput: 'stream.output',
+  /** Notification from the opener: output bytes it has consumed (flow-control credit). */
+  streamOutputAck: 'stream.outputAck',
 } as const;
 export type Method = (typeof METHODS)[keyof typeof METHODS];
 
@@ -64,6 +74,14 @@ export const ERROR_CODES = {
   spawnFailed: -32023,
   flowControl: -32024,
   unknownGuest: -32030,
+  /** `stream.open` named a service this side does not offer (to this peer); data: {service, available}. */
+  unknownService: -32040,
+  /** The service's address refused or failed the connection; data: {service, errno}. */
+  streamRefused: -32041,
+  /** The connection to the service (or the opener's) was reset or failed mid-stream; data: {errno}. */
+  streamReset: -32042,
+  /** Streams per channel at their limit (`--max-streams`). */
+  streamLimit: -32043,
 } as const;
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
 
@@ -202,7 +220,7 @@ export interface StoppingParams {
 export const FRAMES_CAPABILITY = 'frames';
 
 /** Capabilities this implementation offers; a peer may check them before calling. */
-export const CAPABILITIES = ['ping', 'info', 'commands.list', 'execute', 'execute.stdin', 'cancel', FRAMES_CAPABILITY] as const;
+export const CAPABILITIES = ['ping', 'info', 'commands.list', 'execute', 'execute.stdin', 'cancel', FRAMES_CAPABILITY, 'streams'] as const;
 
 /**
  * Capability an RpcPeer adds to its hello: it names the receiver's session (hello nonce) in a top-level
@@ -210,6 +228,31 @@ export const CAPABILITIES = ['ping', 'info', 'commands.list', 'execute', 'execut
  * Used on a connection only when both hellos carry it, so older peers still work.
  */
 export const SESSION_CAPABILITY = 'session';
+
+export interface StreamOpenParams {
+  /** A service name (command-name rules) the serving side offers. */
+  service: string;
+  /** Output bytes the serving side may send before it waits for `stream.outputAck`. */
+  window: number;
+  /** Only on a host daemon's control socket: the guest whose service to open. */
+  guest?: string;
+}
+export interface StreamOpenResult {
+  /** Bytes written to the service / read from it. */
+  bytesIn: number;
+  bytesOut: number;
+}
+export interface StreamDataParams {
+  id: RequestId;
+  /** Bytes (bulk: base64 in a JSON line); absent with `eof`. */
+  data?: string;
+  eof?: boolean;
+}
+
+/** Streams open at once per channel by default (`--max-streams`). */
+export const DEFAULT_MAX_STREAMS = 256;
+/** Stream flow-control window default: bytes in flight per stream and direction. */
+export const DEFAULT_STREAM_WINDOW_BYTES = 2 * 1024 * 1024;
 
 /** Execute flow-control window default: output bytes in flight per request. */
 export const DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024;

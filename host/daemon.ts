@@ -6,6 +6,7 @@ import { startAgentSession } from '../common/daemon/agent-session.js';
 import { createCommandRegistry } from '../common/commands/registry.js';
 import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
+import { takeOverCommandGroups } from '../common/commands/group-record.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
 import { RpcError } from '../common/wire/errors.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
@@ -109,6 +110,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
     await registry.close();
     throw error;
   }
+  takeOverCommandGroups(options.controlSocket, log);
   await announceReady(
     log,
     `negotiator-host ${readPackageVersion()} ready: control socket ${options.controlSocket}, ${connections.list().length} guest(s) known`,

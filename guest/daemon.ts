@@ -5,11 +5,13 @@ import { readLocalAgentInfo, readPackageVersion } from '../common/wire/agent-inf
 import { startAgentSession, type AgentSession } from '../common/daemon/agent-session.js';
 import { keepChannel, type ChannelKeeper } from '../common/daemon/channel-keeper.js';
 import { createCommandRegistry, type CommandRegistry } from '../common/commands/registry.js';
+import { createDaemonLauncherPool } from '../common/commands/launcher-pool.js';
 import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
 import { takeOverCommandGroups } from '../common/commands/group-record.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
+import { registerAgentWait } from '../common/daemon/readiness.js';
 import type { Logger } from '../common/base/logger.js';
 import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import { describeGuestChannel, type GuestChannelSpec } from './channel-spec.js';
@@ -27,6 +29,8 @@ export interface GuestDaemonOptions {
   limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted'>;
   requestTimeoutMs: number;
   maxLineBytes: number;
+  /** Silence of the other agent, with requests waiting, after which they fail (keepalive); default 15 s. */
+  peerTimeoutMs?: number;
   /** Grace for running commands on shutdown. */
   graceMs: number;
   logger: Logger;
@@ -48,6 +52,8 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
   const localInfo = await readLocalAgentInfo('guest');
   const registry: CommandRegistry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
   await registry.ready;
+  // Ours: every connection's commands use it, and stop() ends its waiting launchers.
+  const launchers = createDaemonLauncherPool(options.limits);
 
   const startSession = (label: string, channelName: string, announce: boolean) => (channel: Parameters<ChannelKeeperStart>[0]): AgentSession =>
     startAgentSession({
@@ -56,12 +62,13 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
       localInfo,
       logger: log.child(label),
       announce,
-      peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes },
+      peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes, ...(options.peerTimeoutMs !== undefined ? { peerTimeoutMs: options.peerTimeoutMs } : {}) },
       serve: {
         side: 'guest',
         commands: registry,
         channelName,
         ...options.limits,
+        ...(launchers ? { launchers } : {}),
         onExecuted: (record) => log.info(`host ran ${describeExecuted(record)}`),
       },
     });
@@ -108,10 +115,14 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
             error: k.lastError ?? null,
           })),
         }));
+        registerAgentWait(peer, () => 'the host', () =>
+          keepers.map((k) => (k.session?.peer.isReady ? '' : `${k.label}: ${k.session ? 'no answer to the handshake yet (is the host daemon running?)' : `not open${k.lastError ? ` (${k.lastError})` : ''}`}`)).filter(Boolean).join('; '),
+        );
       },
     });
   } catch (error) {
     await Promise.all(keepers.map((k) => k.stop('start-up failed', 0)));
+    launchers?.close();
     await registry.close();
     throw error;
   }
@@ -126,6 +137,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
       stopping ??= (async () => {
         await control.close();
         await Promise.all(keepers.map((k) => k.stop(reason, options.graceMs)));
+        launchers?.close();
         await registry.close();
       })();
       return stopping;

@@ -3,18 +3,20 @@
 // and lets local CLIs reach any guest through its control socket, multiplexed over those connections.
 import { readLocalAgentInfo, readPackageVersion } from '../common/wire/agent-info.js';
 import { startAgentSession } from '../common/daemon/agent-session.js';
+import { createDaemonLauncherPool } from '../common/commands/launcher-pool.js';
 import { createCommandRegistry } from '../common/commands/registry.js';
 import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
 import { takeOverCommandGroups } from '../common/commands/group-record.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
-import { RpcError } from '../common/wire/errors.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
 import type { Logger } from '../common/base/logger.js';
-import { CHANNEL_NAMES, ERROR_CODES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
-import type { RpcPeer } from '../common/wire/rpc-peer.js';
+import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import { GuestConnections } from './guest-connections.js';
-import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-registry.js';
+import { resolveGuestPeer } from './guest-upstream.js';
+import { describeRole } from './guest-model.js';
+import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-discovery.js';
+import { GuestWatch } from './guest-watch.js';
 
 export interface HostDaemonOptions {
   discovery: GuestDiscoveryOptions;
@@ -25,6 +27,8 @@ export interface HostDaemonOptions {
   limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv'>;
   requestTimeoutMs: number;
   maxLineBytes: number;
+  /** Silence of the other agent, with requests waiting, after which they fail (keepalive); default 15 s. */
+  peerTimeoutMs?: number;
   graceMs: number;
   logger: Logger;
 }
@@ -40,28 +44,41 @@ export interface HostDaemon {
 export async function startHostDaemon(options: HostDaemonOptions): Promise<HostDaemon> {
   const log = options.logger;
   const info = await readLocalAgentInfo('host');
-  const registry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
-  await registry.ready;
-  const discovery = createGuestDiscovery({ ...options.discovery, logger: log.child('discovery') });
+  const commands = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
+  await commands.ready;
+  // Ours: every guest's commands use it, and stop() ends its waiting launchers.
+  const launchers = createDaemonLauncherPool(options.limits);
+  // Resets, port closes and the agents' lifecycle: they end sessions at once and feed `--events` (guest-watch.ts).
+  let connections: GuestConnections | undefined;
+  let watch: GuestWatch | undefined;
+  const { libvirt } = options.discovery;
+  const discovery = createGuestDiscovery({
+    ...options.discovery,
+    ...(libvirt === false ? {} : { libvirt: { ...libvirt, onEvent: (event) => watch?.onLibvirtEvent(event) } }),
+    logger: log.child('discovery'),
+  });
+  watch = new GuestWatch({ guests: discovery.guests, connections: () => connections, staticGuests: options.discovery.staticGuests ?? [], logger: log.child('watch') });
 
-  const connections = new GuestConnections({
-    registry: discovery.registry,
+  connections = new GuestConnections({
+    guests: discovery.guests,
     logger: log,
     graceMs: options.graceMs,
     startSession: (guest, role, channel) => {
-      const label = `guest ${guest.name} (${role === 'hostToGuest' ? 'host-to-guest' : 'guest-to-host'})`;
+      const label = `guest ${guest.name} (${describeRole(role)})`;
       return startAgentSession({
         channel,
         label,
         localInfo: info,
         logger: log.child(`guest ${guest.name}`),
         announce: role === 'hostToGuest',
-        peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes },
+        onEvent: (kind, detail) => watch?.agentEvent(guest.name, role, kind, detail),
+        peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes, ...(options.peerTimeoutMs !== undefined ? { peerTimeoutMs: options.peerTimeoutMs } : {}) },
         serve: {
           side: 'host',
-          commands: registry,
+          commands,
           channelName: CHANNEL_NAMES[role],
           ...options.limits,
+          ...(launchers ? { launchers } : {}),
           extraEnv: () => ({
             NEGOTIATOR_GUEST: guest.name,
             ...(guest.uuid ? { NEGOTIATOR_GUEST_UUID: guest.uuid } : {}),
@@ -73,23 +90,6 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
   });
   await discovery.ready;
 
-  // The guest's outbound peer for a CLI request, or an error that says what to do.
-  const resolveGuest = async (params: Record<string, unknown>): Promise<RpcPeer> => {
-    const name = params.guest;
-    if (typeof name !== 'string' || name === '') {
-      throw new RpcError(ERROR_CODES.invalidParams, 'which guest? pass its name (negotiator-host --execute CMD GUEST)');
-    }
-    const connection = connections.get(name);
-    if (!connection) {
-      const known = connections.list().map((c) => c.guest.name);
-      throw new RpcError(ERROR_CODES.unknownGuest, `unknown guest \`${name}\`; known guests: ${known.join(', ') || '(none: is libvirt reachable, or pass --guest NAME=...?)'}`, { guest: name, known });
-    }
-    if (!connection.outbound) {
-      throw new RpcError(ERROR_CODES.unknownGuest, `guest \`${name}\` has no negotiator channels: add them to its domain (see libvirt/ and the README), then stop and start it`, { guest: name });
-    }
-    return connection.outbound.waitForPeer(options.requestTimeoutMs);
-  };
-
   let control: ControlServer;
   try {
     control = await startControlServer({
@@ -99,15 +99,18 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
       localInfo: info,
       logger: log.child('control'),
       register: (peer) => {
-        registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: resolveGuest });
+        registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: (params) => resolveGuestPeer(connections, params, options.requestTimeoutMs) });
         peer.handle(METHODS.listGuests, () => ({ guests: connections.status() }));
         peer.handle(METHODS.status, () => ({ agent: info, guests: connections.status() }));
+        watch.register(peer);
       },
     });
   } catch (error) {
     await connections.close('start-up failed');
     await discovery.close();
-    await registry.close();
+    watch.close();
+    await commands.close();
+    launchers?.close();
     throw error;
   }
   takeOverCommandGroups(options.controlSocket, log);
@@ -124,8 +127,10 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
       stopping ??= (async () => {
         await control.close();
         await discovery.close();
+        watch.close();
         await connections.close(reason);
-        await registry.close();
+        await commands.close();
+        launchers?.close();
       })();
       return stopping;
     },

@@ -5,11 +5,11 @@ import type { AgentSession } from '../common/daemon/agent-session.js';
 import type { ByteChannel } from '../common/wire/byte-channel.js';
 import { keepChannel, type ChannelKeeper } from '../common/daemon/channel-keeper.js';
 import type { Logger } from '../common/base/logger.js';
+import { PeerLostError } from '../common/wire/errors.js';
 import type { AgentInfo } from '../common/wire/protocol.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
-import type { ChannelRole, DiscoveredGuest, GuestRegistry } from './guest-registry.js';
-
-export const CHANNEL_ROLES: readonly ChannelRole[] = ['hostToGuest', 'guestToHost'];
+import { CHANNEL_ROLES, describeRole, type ChannelRole, type DiscoveredGuest, type GuestStatus } from './guest-model.js';
+import type { GuestTable } from './guest-table.js';
 
 export interface GuestConnection {
   readonly guest: DiscoveredGuest;
@@ -18,18 +18,8 @@ export interface GuestConnection {
   readonly outbound: ChannelKeeper | undefined;
 }
 
-/** What `negotiator-host --list-guests` shows of a guest. */
-export interface GuestStatus {
-  name: string;
-  uuid: string | null;
-  source: DiscoveredGuest['source'];
-  /** The guest agent, when a channel has completed its handshake. */
-  agent: AgentInfo | null;
-  channels: Partial<Record<ChannelRole, { path: string; libvirtState: string | null; open: boolean; ready: boolean; error: string | null }>>;
-}
-
 export interface GuestConnectionsOptions {
-  registry: GuestRegistry;
+  guests: GuestTable;
   logger: Logger;
   /** Run the agent session on a newly opened channel of a guest. */
   startSession: (guest: DiscoveredGuest, role: ChannelRole, channel: ByteChannel) => AgentSession;
@@ -44,19 +34,24 @@ export class GuestConnections {
 
   constructor(options: GuestConnectionsOptions) {
     this.#options = options;
-    const { registry } = options;
-    registry.on('guest-up', (guest) => this.#open(guest));
-    registry.on('guest-down', (guest) => void this.#close(guest.name, 'the guest went down'));
-    registry.on('guest-changed', (guest, previous) => {
+    const { guests } = options;
+    guests.on('guest-up', (guest) => this.#open(guest));
+    guests.on('guest-down', (guest) => void this.#close(guest.name, 'the guest went down'));
+    guests.on('guest-changed', (guest, previous) => {
       const moved = CHANNEL_ROLES.some((role) => guest.channels[role]?.path !== previous.channels[role]?.path);
       if (moved) {
-        void this.#close(guest.name, 'its channels changed').then(() => this.#open(guest));
+        // Once the old channels are closed, open the guest as the table holds it *then*: a `guest-down` or
+        // another change may have come meanwhile, and a reopened gone guest would retry for ever.
+        void this.#close(guest.name, 'its channels changed').then(() => {
+          const current = guests.get(guest.name);
+          if (current) this.#open(current);
+        });
       } else {
         const current = this.#connections.get(guest.name);
         if (current) this.#connections.set(guest.name, { ...current, guest });
       }
     });
-    for (const guest of registry.list()) this.#open(guest);
+    for (const guest of guests.list()) this.#open(guest);
   }
 
   get(name: string): GuestConnection | undefined {
@@ -84,6 +79,16 @@ export class GuestConnections {
     });
   }
 
+  /**
+   * The host saw the guest's agent session end (a reset, a closed port): fail what its channels (or the
+   * one of `role`) had in flight at once, with `reason`, and handshake again.
+   */
+  peerLost(name: string, reason: string, role?: ChannelRole): void {
+    for (const [r, keeper] of Object.entries(this.#connections.get(name)?.keepers ?? {})) {
+      if (role === undefined || r === role) keeper.session?.peer.resync(reason, PeerLostError);
+    }
+  }
+
   /** Stop every connection (daemon shutdown). */
   async close(reason: string): Promise<void> {
     await Promise.all([...this.#connections.keys()].map((name) => this.#close(name, reason)));
@@ -96,7 +101,7 @@ export class GuestConnections {
     for (const role of CHANNEL_ROLES) {
       const endpoint = guest.channels[role];
       if (!endpoint) continue;
-      const label = `guest ${guest.name} (${role === 'hostToGuest' ? 'host-to-guest' : 'guest-to-host'})`;
+      const label = `guest ${guest.name} (${describeRole(role)})`;
       keepers[role] = keepChannel({
         label,
         logger: log,

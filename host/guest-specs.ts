@@ -3,18 +3,20 @@
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../common/wire/errors.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
-import type { ChannelRole, DiscoveredGuest } from './guest-registry.js';
+import type { ChannelRole, DiscoveredGuest } from './guest-model.js';
 
 /** A guest given on the command line; paths are absolute. At least one channel is set. */
 export interface StaticGuestSpec {
   name: string;
   hostToGuest?: string;
   guestToHost?: string;
+  /** A QMP monitor socket of the guest's QEMU (qmp=PATH): resets and port closes are noticed at once. */
+  qmp?: string;
 }
 
-const SPEC_HELP = 'NAME=DIR (a directory holding the sockets negotiator-host-to-guest.0 and negotiator-guest-to-host.0) or NAME=h2g=PATH,g2h=PATH';
+const SPEC_HELP = 'NAME=DIR (a directory holding the sockets negotiator-host-to-guest.0 and negotiator-guest-to-host.0) or NAME=h2g=PATH,g2h=PATH, either with ,qmp=PATH';
 const GUEST_NAME = /^[\w.:@+-]{1,128}$/;
-const KEYS: Record<string, ChannelRole> = { h2g: 'hostToGuest', g2h: 'guestToHost' };
+const KEYS: Record<string, ChannelRole | 'qmp'> = { h2g: 'hostToGuest', g2h: 'guestToHost', qmp: 'qmp' };
 
 // Parse one `--guest` value; relative paths are taken from `cwd`. Pure: the sockets need not exist yet.
 export function parseGuestSpec(option: string, cwd: string = process.cwd()): StaticGuestSpec {
@@ -25,9 +27,10 @@ export function parseGuestSpec(option: string, cwd: string = process.cwd()): Sta
   if (!GUEST_NAME.test(name)) {
     throw new ConfigError(`\`--guest ${option}\`: the guest name \`${name}\` must be 1-128 letters, digits or . _ : @ + -`);
   }
-  if (!/^(?:h2g|g2h)=/.test(spec)) {
-    const directory = resolve(cwd, spec);
-    return { name, hostToGuest: join(directory, CHANNEL_NAMES.hostToGuest), guestToHost: join(directory, CHANNEL_NAMES.guestToHost) };
+  if (!/^(?:h2g|g2h|qmp)=/.test(spec)) {
+    const [dir = '', qmp] = spec.split(/,qmp=/);
+    const directory = resolve(cwd, dir);
+    return { name, hostToGuest: join(directory, CHANNEL_NAMES.hostToGuest), guestToHost: join(directory, CHANNEL_NAMES.guestToHost), ...(qmp ? { qmp: resolve(cwd, qmp) } : {}) };
   }
   const guest: StaticGuestSpec = { name };
   // Split only before something like a key, so a path may hold commas (but not `,word=`).
@@ -35,11 +38,12 @@ export function parseGuestSpec(option: string, cwd: string = process.cwd()): Sta
     const [key = '', ...rest] = part.split('=');
     const path = rest.join('=');
     const role = KEYS[key];
-    if (role === undefined) throw new ConfigError(`\`--guest ${option}\`: unknown key \`${key}\`; use h2g=PATH and/or g2h=PATH`);
+    if (role === undefined) throw new ConfigError(`\`--guest ${option}\`: unknown key \`${key}\`; use h2g=PATH and/or g2h=PATH (and qmp=PATH)`);
     if (path === '') throw new ConfigError(`\`--guest ${option}\`: \`${key}=\` needs a socket path`);
     if (guest[role] !== undefined) throw new ConfigError(`\`--guest ${option}\`: \`${key}\` is given twice`);
     guest[role] = resolve(cwd, path);
   }
+  if (!guest.hostToGuest && !guest.guestToHost) throw new ConfigError(`\`--guest ${option}\`: give at least one channel, h2g=PATH or g2h=PATH`);
   return guest;
 }
 

@@ -4,8 +4,8 @@
 // Socket paths always come from the domain XML; libvirt has changed its layout several times.
 import { ConfigError, errorMessage } from '../common/wire/errors.js';
 import { silentLogger, type Logger } from '../common/base/logger.js';
-import { findNegotiatorChannels, parseDomainXml, type DomainDescription } from './domain-xml.js';
-import type { DiscoveredGuest, GuestSink } from './guest-registry.js';
+import { guestOfDomain, parseDomainXml, type DomainDescription } from './domain-xml.js';
+import type { GuestSink } from './guest-model.js';
 import { VirshError, type DomainEvent, type Virsh } from './virsh.js';
 
 export interface LibvirtDiscoveryOptions {
@@ -18,6 +18,8 @@ export interface LibvirtDiscoveryOptions {
   concurrency?: number;
   /** Rescan this long after `virsh event` (re)starts, to catch what happened before it listened; default 500 ms. */
   resyncDelayMs?: number;
+  /** Every domain event as it comes (reboots for peer loss, see libvirt-events.ts). */
+  onEvent?: (event: DomainEvent) => void;
 }
 
 /** What a running domain looked like at its last inspection: enough to tell a restart from the same instance. */
@@ -32,6 +34,7 @@ export class LibvirtDiscovery {
   readonly ready: Promise<void>;
   readonly #virsh: Virsh;
   readonly #sink: GuestSink;
+  readonly #onEvent: ((event: DomainEvent) => void) | undefined;
   readonly #logger: Logger;
   readonly #concurrency: number;
   readonly #resyncDelayMs: number;
@@ -65,6 +68,7 @@ export class LibvirtDiscovery {
     }
     this.#virsh = options.virsh;
     this.#sink = options.sink;
+    this.#onEvent = options.onEvent;
     this.#logger = options.logger ?? silentLogger;
     this.ready = this.rescan();
     this.#following = this.#follow();
@@ -127,7 +131,10 @@ export class LibvirtDiscovery {
   async #follow(): Promise<void> {
     try {
       for await (const item of this.#virsh.followEvents({ signal: this.#controller.signal })) {
-        if (item.type === 'domain') this.#onDomainEvent(item);
+        if (item.type === 'domain') {
+          this.#onEvent?.(item);
+          this.#onDomainEvent(item);
+        }
         else if (item.type === 'stream-started') this.#scheduleResync();
         else if (item.error.kind === 'failed') this.#logOnce(`stream:${item.error.message}`, 'warn', `following libvirt events: ${item.error.message}; retrying`);
       }
@@ -204,7 +211,8 @@ export class LibvirtDiscovery {
       return;
     }
     const identity = { uuid: domain.uuid, id: domain.id };
-    const { channels, problems } = findNegotiatorChannels(domain);
+    const { guest, problems } = guestOfDomain({ ...domain, name });
+    const { channels } = guest;
     for (const problem of problems) this.#logOnce(`${domain.uuid ?? name}:${problem}`, 'warn', `guest ${name}: ${problem}`);
     if (!channels.hostToGuest && !channels.guestToHost) {
       this.#forget(name);
@@ -214,8 +222,6 @@ export class LibvirtDiscovery {
     }
     this.#bare.delete(name);
     this.#reported.set(name, identity);
-    const guest: DiscoveredGuest = { name, source: 'libvirt', channels, id: domain.id };
-    if (domain.uuid !== undefined) guest.uuid = domain.uuid;
     this.#sink.set(guest);
   }
 

@@ -1,74 +1,64 @@
 // What `negotiator-host` does with its parsed options: run the daemon, list guests, or list / execute
 // on one guest (through the daemon when one runs, else straight to the guest's socket).
 import { readLocalAgentInfo } from '../common/wire/agent-info.js';
-import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from '../common/cli/actions.js';
-import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli/client.js';
-import type { ServingOptions } from '../common/cli/options.js';
-import { createLogger } from '../common/base/logger.js';
-import { METHODS } from '../common/wire/protocol.js';
+import { EXIT_CODES, exitCodeOfError, formatCliError, type CliIo } from '../common/cli/actions.js';
+import { connectToDaemon, runInterruptible, runListOrExecute, startClientPeer, type ClientConnection } from '../common/cli/client.js';
+import type { ClientOptions, ControlOptions, ServingOptions } from '../common/cli/options.js';
+import { ChannelClosedError } from '../common/wire/errors.js';
+import { METHODS, type AgentInfo } from '../common/wire/protocol.js';
+import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
-import type { GuestStatus } from './guest-connections.js';
 import type { SetupCliOptions } from './setup-domain.js';
-import { parseGuestSpecs, staticGuestOf } from './guest-specs.js';
+import type { GuestStatus } from './guest-model.js';
+import { parseGuestSpecs, staticGuestOf, type StaticGuestSpec } from './guest-specs.js';
+import type { Virsh } from './virsh.js';
 
 export const PROGRAM = 'negotiator-host';
 
 /** Options as the CLI parsed them (see host/cli.ts for their documentation and defaults). */
-export interface HostCliOptions extends ServingOptions {
+export interface HostCliOptions extends ServingOptions, ClientOptions, ControlOptions {
   daemon: boolean;
   listGuests: boolean;
   listCommands: boolean;
   execute?: string;
+  /** --wait GUEST / --events: see wait-events.ts. */
+  wait?: boolean;
+  events?: boolean;
   guestName?: string;
-  timeoutMs: number;
   guest: string[];
   libvirt: boolean;
   libvirtUri: string;
   rescanIntervalMs: number;
-  controlSocket: string;
-  controlMode: number;
-  controlGroup?: number;
-  json: boolean;
-  stdin: boolean;
 }
 
 // Run the CLI; resolves with the exit code (the daemon only when asked to stop).
 export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<number> {
-  const logger = createLogger({ level: options.logLevel });
   const staticGuests = parseGuestSpecs(options.guest);
   if (options.daemon) {
-    // The daemon's modules (discovery, registry, runner) are loaded only here: a CLI starts faster without them.
+    // The daemon's modules (discovery, guest table, command registry, runner) are loaded only here: a CLI starts faster without them.
+    const { runDaemon } = await import('../common/daemon/start.js');
     const { startHostDaemon } = await import('./daemon.js');
-    const { stopOnSignals } = await import('../common/daemon/lifecycle.js');
-    const { resolveServingConfig } = await import('../common/daemon/serving-config.js');
-    const serving = await resolveServingConfig(options);
     const { createVirsh } = await import('./virsh.js');
-    const daemon = await startHostDaemon({
-      discovery: {
-        staticGuests,
-        libvirt: options.libvirt ? { virsh: createVirsh({ uri: options.libvirtUri, logger: logger.child('virsh') }) } : false,
-        rescanIntervalMs: options.rescanIntervalMs,
-      },
-      ...serving,
-      controlSocket: options.controlSocket,
-      controlMode: options.controlGroup !== undefined && options.controlMode === 0o600 ? 0o660 : options.controlMode,
-      ...(options.controlGroup !== undefined ? { controlGid: options.controlGroup } : {}),
-      requestTimeoutMs: options.timeoutMs,
-      maxLineBytes: options.maxLineBytes,
-      graceMs: options.graceMs,
-      logger,
-    });
-    return new Promise<number>(() => {
-      stopOnSignals(logger, (signal) => daemon.stop(`${PROGRAM} received ${signal}`), options.graceMs * 2 + 10_000);
-    });
+    // --control-group with the default mode: the group may connect (0660).
+    const controlMode = options.controlGroup !== undefined && options.controlMode === 0o600 ? 0o660 : options.controlMode;
+    return runDaemon(PROGRAM, { ...options, controlMode }, (base) =>
+      startHostDaemon({
+        ...base,
+        discovery: {
+          staticGuests,
+          libvirt: options.libvirt ? { virsh: createVirsh({ uri: options.libvirtUri, logger: base.logger.child('virsh') }) } : false,
+          rescanIntervalMs: options.rescanIntervalMs,
+        },
+      }),
+    );
   }
-  const wantsGuest = options.listCommands || options.execute !== undefined;
-  if (!options.listGuests && !wantsGuest) {
-    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-guests, --list-commands GUEST or --execute 'COMMAND ARGS' GUEST (see --help)\n`);
+  const wantsGuest = options.listCommands || options.execute !== undefined || Boolean(options.wait);
+  if (!options.listGuests && !wantsGuest && !options.events) {
+    io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --list-guests, --events, --wait GUEST, --list-commands GUEST or --execute 'COMMAND ARGS' GUEST (see --help)\n`);
     return EXIT_CODES.usage;
   }
   if (wantsGuest && !options.guestName) {
-    io.stderr.write(`${PROGRAM}: which guest? e.g. ${PROGRAM} ${options.listCommands ? '--list-commands' : `--execute '${options.execute}'`} GUEST (--list-guests shows them)\n`);
+    io.stderr.write(`${PROGRAM}: which guest? e.g. ${PROGRAM} ${options.listCommands ? '--list-commands' : options.wait ? '--wait' : `--execute '${options.execute}'`} GUEST (--list-guests shows them)\n`);
     return EXIT_CODES.usage;
   }
   const localInfo = await readLocalAgentInfo('host');
@@ -99,23 +89,20 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
     }
   }
 
+  if (options.events || options.wait) return runWaitOrEvents(options, io, localInfo, staticGuests, loadVirsh, groupHint);
   const guestName = options.guestName!;
   const connect = async (): Promise<ClientConnection> => {
-    const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint);
+    const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint, options.peerTimeoutMs);
     if (viaDaemon) return { peer: viaDaemon, viaDaemon: true };
     // A --guest guest is known already; locate-guest (libvirt: virsh, domain XML) loads only for the others.
     const spec = staticGuests.find((g) => g.name === guestName);
     const guest = spec ? staticGuestOf(spec) : await (await import('./locate-guest.js')).locateGuest(guestName, staticGuests, await loadVirsh());
     const endpoint = guest.channels.hostToGuest ?? guest.channels.guestToHost!;
     const channel = await connectChannel(endpoint.path, 5000);
-    const peer = startClientPeer(channel, localInfo, `guest ${guestName}${endpoint.state ? ` (libvirt says the channel is ${endpoint.state})` : ''}`, options.timeoutMs);
+    const peer = startClientPeer(channel, localInfo, `guest ${guestName}${endpoint.state ? ` (libvirt says the channel is ${endpoint.state})` : ''}`, options.timeoutMs, options.peerTimeoutMs);
     return { peer, viaDaemon: false };
   };
-  return runClientAction(PROGRAM, io, connect, async ({ peer, viaDaemon }, signal) => {
-    const target = viaDaemon ? { guest: guestName } : {};
-    if (options.listCommands) return runListAction({ peer, ...target, timeoutMs: options.timeoutMs, json: options.json, io });
-    return runExecuteAction({ peer, ...target, commandLine: options.execute!, timeoutMs: options.timeoutMs, json: options.json, forwardStdin: options.stdin, viaDaemon, io, signal });
-  });
+  return runListOrExecute(PROGRAM, io, options, connect, { guest: guestName });
 }
 
 /** The control socket's default path. */
@@ -154,5 +141,26 @@ export async function runHostDoctor(options: HostDoctorCommandOptions, io: CliIo
     },
     io,
     PROGRAM,
+  );
+}
+
+// `--events` (through the daemon only) and `--wait GUEST` (through the daemon, else straight to the guest).
+async function runWaitOrEvents(options: HostCliOptions, io: CliIo, localInfo: Omit<AgentInfo, 'nonce'>, staticGuests: StaticGuestSpec[], loadVirsh: () => Promise<Virsh | undefined>, groupHint: string): Promise<number> {
+  const { followEvents, waitDirectly, waitViaDaemon } = await import('./wait-events.js');
+  let daemon: RpcPeer | undefined;
+  return runInterruptible(
+    PROGRAM,
+    io,
+    async (signal) => {
+      daemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint, options.peerTimeoutMs);
+      if (options.events) {
+        if (!daemon) throw new ChannelClosedError(`--events needs the host daemon, and none answers on ${options.controlSocket}: start ${PROGRAM} --daemon (or give its --control-socket)`);
+        return followEvents(daemon, options.json, io, signal);
+      }
+      if (daemon) return waitViaDaemon(daemon, options.guestName!, options.timeoutMs, signal);
+      const virsh = await loadVirsh();
+      return waitDirectly({ guest: options.guestName!, staticGuests, virsh, localInfo, timeoutMs: options.timeoutMs, peerTimeoutMs: options.peerTimeoutMs, signal });
+    },
+    () => daemon?.close(),
   );
 }

@@ -3,11 +3,12 @@
 // so that a run which executed nothing is visible. Exit code: non-zero when anything failed or when a
 // phase printed no summary.
 // Phases: the fast suite (tap's default parallelism), then the real-VM scenarios (*.vm.test.js, *.libvirt.test.js), one at
-// a time: two TCG guests on a 2-core machine would starve each other.
+// a time: two TCG guests on a 2-core machine would starve each other. Before that phase, the VM prerequisites
+// are installed (prepareVm).
 // Usage: node test/run-tests.mjs [test files...]   (given files run in one phase)
 //        NEGOTIATOR_SKIP_VM=1 npm test                (the fast suite only)
-import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,6 +26,18 @@ function findTests(dir) {
 // Tests that boot guests or drive libvirt: run alone, after the fast suite.
 function isVmTest(file) {
   return /\.(vm|libvirt)\.test\.js$/.test(file);
+}
+
+// The VM scenarios need QEMU and the guest image: ../shared/vm/build-initramfs.sh apt-installs QEMU (and
+// busybox, socat...) and builds the image, about 1 s when all is there. Run before the phase, so that no
+// scenario file finds QEMU missing on a fresh machine. When it fails, the scenario files say why they cannot
+// run, and fail under CI (test/helpers/vm.ts vmScenarioSkip).
+function prepareVm() {
+  const script = path.resolve(root, '..', 'shared', 'vm', 'build-initramfs.sh');
+  if (process.getuid?.() !== 0 || !existsSync(script)) return;
+  console.log(`# preparing the VM scenarios: ${script}`);
+  const result = spawnSync(script, { cwd: root, stdio: ['ignore', 2, 2], timeout: 900_000 });
+  if (result.status !== 0) console.log(`# ${script} failed (${result.error?.message ?? `exit ${result.status ?? result.signal}`})`);
 }
 
 // Run tap on files; resolve with its exit code and its summary object (or undefined).
@@ -58,18 +71,19 @@ function runTap(files, extraArgs) {
 const given = process.argv.slice(2);
 const phases = [];
 if (given.length > 0) {
-  phases.push({ name: 'given files', files: given, args: [] });
+  phases.push({ name: 'given files', files: given, args: [], prepare: given.some(isVmTest) ? prepareVm : undefined });
 } else {
   const all = findTests(path.join(root, 'dist', 'test'));
   phases.push({ name: 'suite', files: all.filter((f) => !isVmTest(f)), args: [] });
   const vm = all.filter(isVmTest);
   if (process.env.NEGOTIATOR_SKIP_VM) console.log(`# NEGOTIATOR_SKIP_VM is set: not running the ${vm.length} VM scenario files`);
-  else if (vm.length > 0) phases.push({ name: 'VM scenarios', files: vm, args: ['--jobs=1'] });
+  else if (vm.length > 0) phases.push({ name: 'VM scenarios', files: vm, args: ['--jobs=1'], prepare: prepareVm });
 }
 const total = { pass: 0, fail: 0, skip: 0 };
 let failedPhase = false;
 for (const phase of phases) {
   console.log(`# phase: ${phase.name} (${phase.files.length} files)`);
+  phase.prepare?.();
   const { code, summary } = await runTap(phase.files, phase.args);
   if (!summary) {
     console.log(`# phase ${phase.name}: tap printed no summary: it did not run to completion`);

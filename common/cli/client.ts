@@ -3,7 +3,8 @@
 // and the exit code is returned (never thrown).
 import { access } from 'node:fs/promises';
 import type { ByteChannel } from '../wire/byte-channel.js';
-import { EXIT_CODES, exitCodeOfError, formatCliError, type CliIo } from './actions.js';
+import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from './actions.js';
+import type { ClientOptions } from './options.js';
 import { ChannelClosedError } from '../wire/errors.js';
 import type { AgentInfo } from '../wire/protocol.js';
 import { RpcPeer } from '../wire/rpc-peer.js';
@@ -16,7 +17,7 @@ export interface ClientConnection {
 }
 
 // Connect to the daemon's control socket; undefined when no daemon runs there (no socket, or refused).
-export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentInfo, 'nonce'>, requestTimeoutMs: number, groupHint: string): Promise<RpcPeer | undefined> {
+export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentInfo, 'nonce'>, requestTimeoutMs: number, groupHint: string, peerTimeoutMs?: number): Promise<RpcPeer | undefined> {
   try {
     await access(socketPath);
   } catch {
@@ -33,31 +34,62 @@ export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentI
     }
     throw error;
   }
-  return startClientPeer(channel, localInfo, `the daemon (${socketPath})`, requestTimeoutMs);
+  return startClientPeer(channel, localInfo, `the daemon (${socketPath})`, requestTimeoutMs, peerTimeoutMs);
 }
 
-// Start a peer for a CLI on an open channel (no hello retries: a CLI lives seconds).
-export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo, 'nonce'>, label: string, requestTimeoutMs: number): RpcPeer {
-  const peer = new RpcPeer(channel, { localInfo, label, requestTimeoutMs, helloRetryMs: 1000, maxHelloRetryMs: 2000 });
+// Start a peer for a CLI on an open channel (no hello retries: a CLI lives seconds); `peerTimeoutMs`: --peer-timeout.
+export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo, 'nonce'>, label: string, requestTimeoutMs: number, peerTimeoutMs?: number): RpcPeer {
+  const peer = new RpcPeer(channel, { localInfo, label, requestTimeoutMs, helloRetryMs: 1000, maxHelloRetryMs: 2000, ...(peerTimeoutMs !== undefined ? { peerTimeoutMs } : {}) });
   peer.start();
   return peer;
 }
 
 // Run a CLI action with Ctrl-C canceling it; print failures as one line; resolve with the exit code.
 export async function runClientAction(program: string, io: CliIo, connect: () => Promise<ClientConnection>, action: (connection: ClientConnection, signal: AbortSignal) => Promise<number>): Promise<number> {
+  let connection: ClientConnection | undefined;
+  return runInterruptible(
+    program,
+    io,
+    async (signal) => {
+      connection = await connect();
+      return action(connection, signal);
+    },
+    // Let a cancel notification reach the wire before closing.
+    () => connection?.peer.close(),
+  );
+}
+
+// The shape of every CLI action: Ctrl-C aborts `signal` (exit 130), a failure prints one line and exits
+// with its code, `cleanup` runs in every case.
+export async function runInterruptible(program: string, io: CliIo, run: (signal: AbortSignal) => Promise<number>, cleanup?: () => Promise<void> | undefined): Promise<number> {
   const controller = new AbortController();
   const onInterrupt = (): void => controller.abort();
   process.once('SIGINT', onInterrupt);
-  let connection: ClientConnection | undefined;
   try {
-    connection = await connect();
-    return await action(connection, controller.signal);
+    return await run(controller.signal);
   } catch (error) {
     io.stderr.write(formatCliError(program, error));
     return controller.signal.aborted ? EXIT_CODES.interrupted : exitCodeOfError(error);
   } finally {
     process.off('SIGINT', onInterrupt);
-    // Let a cancel notification reach the wire before closing.
-    await connection?.peer.close();
+    await cleanup?.();
   }
+}
+
+/** What a client CLI was asked to do: list the other side's commands, or execute one. */
+export interface ClientRequest extends ClientOptions {
+  listCommands: boolean;
+  execute?: string;
+}
+
+// List or execute through `connect` (runClientAction's shape); `viaDaemon` adds the daemon's routing
+// params (the host's guest name) when the peer is the daemon rather than the other side itself.
+export function runListOrExecute(program: string, io: CliIo, request: ClientRequest, connect: () => Promise<ClientConnection>, viaDaemon: { guest?: string } = {}): Promise<number> {
+  return runClientAction(program, io, connect, async (connection, signal) => {
+    const { peer } = connection;
+    const target = connection.viaDaemon ? viaDaemon : {};
+    const { timeoutMs, json } = request;
+    if (request.listCommands) return runListAction({ peer, ...target, timeoutMs, json, io });
+    return runExecuteAction({ peer, ...target, commandLine: request.execute ?? '', timeoutMs, json, forwardStdin: request.stdin, viaDaemon: connection.viaDaemon, io, signal });
+  });
 }

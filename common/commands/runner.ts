@@ -1,9 +1,9 @@
 // Runs one command file: no shell, a clean environment, its own process group, and a deadline after
 // which (or on abort) the whole group gets SIGTERM, then SIGKILL after a grace delay.
 //
-// node:child_process rather than execa on this path: execa's per-call machinery cost about 1 ms of
-// the 3.5 ms an `execute true` took, and the garbage it leaves grows the daemon's RSS, which fork()
-// (libuv spawns by fork + exec) pays for on every later command (docs/benchmarks.md, issue 7).
+// node:child_process rather than execa on this path: execa's per-call machinery was a large share of an
+// `execute true`, and the garbage it leaves grows the daemon's RSS, which fork() (libuv spawns by
+// fork + exec) pays for on every later command (figures in docs/benchmarks.md, issue 7).
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
@@ -37,6 +37,8 @@ export interface RunCommandOptions {
   gid?: number;
   /** Pre-forked launchers (working directory `/`) to start it with when one is ready and `cwd` is not given (common/commands/launcher-pool.ts); else spawned here. */
   launchers?: LauncherPool;
+  /** execve would start `file` with no shell's help (ResolvedCommand.launchable): only then may a launcher start it. */
+  launchable?: boolean;
 }
 
 export interface CommandOutcome {
@@ -61,9 +63,9 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   const started = performance.now();
   const [file, ...prefixArgs] = options.wrapper && options.wrapper.length > 0 ? [...options.wrapper, options.file] : [options.file];
   const argv = [file!, ...prefixArgs, ...options.args];
-  // The launchers run commands from `/` (sharedLauncherPool in command-service.ts); any other cwd is spawned here.
+  // The launchers run commands from `/`; any other cwd is spawned here.
   const launchers = options.cwd === undefined ? options.launchers : undefined;
-  const subprocess = launchers?.launch(argv, options.env, options.stdin) ?? spawnDirect(argv, options);
+  const subprocess = launchers?.launch(argv, options.env, options.stdin, options.launchable === true) ?? spawnDirect(argv, options);
   const untrack = subprocess.pid !== undefined ? trackCommandGroup(subprocess.pid) : () => {};
   const stdout = subprocess.stdout!;
   const stderr = subprocess.stderr!;

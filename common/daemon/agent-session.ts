@@ -18,7 +18,12 @@ export interface AgentSessionOptions {
   /** Send `agent.started` each time a handshake completes. */
   announce?: boolean;
   peer?: Partial<Omit<PeerOptions, 'localInfo' | 'label' | 'logger'>>;
+  /** The other agent's lifecycle as seen on this channel (for the host's `--events`). */
+  onEvent?: (kind: AgentEventKind, detail: string) => void;
 }
+
+/** `ready`: handshake done; `started`/`stopping`: what the other agent announced; `lost`: the session ended without a close. */
+export type AgentEventKind = 'ready' | 'started' | 'stopping' | 'lost' | 'closed';
 
 /** A running session. `stop()` is idempotent. */
 export interface AgentSession {
@@ -41,16 +46,23 @@ export function startAgentSession(options: AgentSessionOptions): AgentSession {
   const service = options.serve ? registerExecuteServer(peer, { ...options.serve, logger: log }) : undefined;
   peer.on('ready', (info: AgentInfo, restarted: boolean) => {
     log.info(`${restarted ? 'new session with' : 'connected to'} the ${info.side} agent: ${describeAgent(info)}`);
+    options.onEvent?.('ready', describeAgent(info));
     if (options.announce) void peer.notify(METHODS.agentStarted, peer.localInfo);
   });
-  peer.on('close', (error?: Error) => log.debug(`session closed: ${error ? errorMessage(error) : 'closed'}`));
+  peer.on('close', (error?: Error) => {
+    log.debug(`session closed: ${error ? errorMessage(error) : 'closed'}`);
+    options.onEvent?.('closed', error ? errorMessage(error) : 'closed');
+  });
+  peer.on('session-lost', (error: Error) => options.onEvent?.('lost', errorMessage(error)));
   peer.onNotification(METHODS.agentStarted, (params) => {
     const info = isRecord(params) && isRecord(params.os) ? (params as unknown as AgentInfo) : undefined;
     log.info(`the ${info?.side ?? 'other'} agent started: ${info ? describeAgent(info) : '(no details)'}`);
+    options.onEvent?.('started', info ? describeAgent(info) : '(no details)');
   });
   peer.onNotification(METHODS.agentStopping, (params) => {
     const reason = isRecord(params) && typeof params.reason === 'string' ? params.reason.slice(0, 200) : 'no reason given';
     log.info(`the ${peer.peerInfo?.side ?? 'other'} agent is stopping: ${reason}`);
+    options.onEvent?.('stopping', reason);
   });
   peer.start();
   let stopping: Promise<void> | undefined;

@@ -58,6 +58,11 @@ export class ChannelClosedError extends Error {
   readonly code = ERROR_CODES.channelClosed;
 }
 
+/** The peer went silent (keepalive), or the host saw its guest reset or close its port: the session is over. */
+export class PeerLostError extends ChannelClosedError {
+  override name = 'PeerLostError';
+}
+
 /** The peer started a new session (it restarted): requests of the old session are abandoned. */
 export class PeerRestartedError extends Error {
   override name = 'PeerRestartedError';

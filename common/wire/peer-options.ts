@@ -4,7 +4,7 @@ import { ConfigError } from './errors.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { RequestNotificationHandlers } from './requests.js';
 import { silentLogger, type Logger } from '../base/logger.js';
-import { DEFAULT_MAX_LINE_BYTES, DEFAULT_TIMEOUT_MS, type AgentInfo, type OutputStream, type RequestId } from './protocol.js';
+import { DEFAULT_MAX_LINE_BYTES, DEFAULT_PEER_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, type AgentInfo, type OutputStream, type RequestId } from './protocol.js';
 
 /** A notification that carries bytes (`execute.output`, `execute.input`): sent without JSON-escaping them. */
 export interface BulkMessage {
@@ -38,11 +38,21 @@ export interface PeerOptions {
   maxLineBytes?: number;
   /** Default deadline of `request()`, ms; 0 = none. Default 10 000. */
   requestTimeoutMs?: number;
+  /**
+   * Longest wait for the handshake when a request or `waitForReady` has no deadline of its own (0):
+   * "no timeout" bounds the command, never the wait for an agent that is not there. Default 10 000.
+   */
+  handshakeTimeoutMs?: number;
   /** First hello retry interval, ms, doubling up to `maxHelloRetryMs`. Defaults 1 000 / 30 000. */
   helloRetryMs?: number;
   maxHelloRetryMs?: number;
   /** Requests from the peer being handled at once; more are answered `busy`. Default 4 096. */
   maxIncomingRequests?: number;
+  /**
+   * Silence of the peer, while requests we sent wait, after which it is declared lost and those requests
+   * fail (keepalive.ts: pings go out after a third of it). 0 = never. Default 15 000.
+   */
+  peerTimeoutMs?: number;
   /**
    * Memory held for this peer (unsent writes with their overhead, its requests in flight, relay buffers:
    * memory-budget.ts) above which we stop reading it until half has drained. Default 8 MiB.
@@ -72,13 +82,15 @@ export function resolvePeerOptions(options: PeerOptions): ResolvedPeerOptions {
     logger: options.logger ?? silentLogger,
     maxLineBytes: options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
     requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_TIMEOUT_MS,
     helloRetryMs: options.helloRetryMs ?? 1000,
     maxHelloRetryMs: options.maxHelloRetryMs ?? 30_000,
     maxIncomingRequests: options.maxIncomingRequests ?? 4096,
     maxWriteBacklogBytes: options.maxWriteBacklogBytes ?? 8 * 1024 * 1024,
     ...(options.memoryBudget ? { memoryBudget: options.memoryBudget } : {}),
+    peerTimeoutMs: options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS,
   };
-  for (const key of ['maxLineBytes', 'requestTimeoutMs', 'helloRetryMs', 'maxHelloRetryMs', 'maxIncomingRequests', 'maxWriteBacklogBytes'] as const) {
+  for (const key of ['maxLineBytes', 'requestTimeoutMs', 'handshakeTimeoutMs', 'helloRetryMs', 'maxHelloRetryMs', 'maxIncomingRequests', 'maxWriteBacklogBytes', 'peerTimeoutMs'] as const) {
     const value = resolved[key];
     if (!Number.isSafeInteger(value) || value < 0) {
       throw new ConfigError(`Expected the \`${key}\` option to be a non-negative integer, got \`${value}\``);

@@ -30,6 +30,12 @@ export const METHODS = {
   agentStarted: 'agent.started',
   /** Event: the agent is stopping (params: StoppingParams). */
   agentStopping: 'agent.stopping',
+  /** Request on a daemon's control socket: answer once the other agent answered on every channel (params: {guest?}). */
+  agentWait: 'agent.wait',
+  /** Request on the host daemon's control socket: stream `events.event` notifications until canceled. */
+  eventsFollow: 'events.follow',
+  /** Notification for an `events.follow` request (params: {id, event: HostEvent}). */
+  eventsEvent: 'events.event',
 } as const;
 export type Method = (typeof METHODS)[keyof typeof METHODS];
 
@@ -203,6 +209,8 @@ export const DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024;
 export const MAX_CHUNK_BYTES = 256 * 1024;
 /** Default request deadline, as Negotiator's. */
 export const DEFAULT_TIMEOUT_MS = 10_000;
+/** Default silence of a peer with requests waiting before they fail (keepalive.ts). */
+export const DEFAULT_PEER_TIMEOUT_MS = 15_000;
 /** Default largest line accepted; a line longer than this is skipped and reported. */
 export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 

@@ -24,6 +24,8 @@ interface Pending {
 
 export interface OutgoingRequestsOptions {
   label: string;
+  /** Deadline of the wait for the handshake of a request that has none of its own (timeout 0). */
+  handshakeTimeoutMs: number;
   /** Tell the serving side to stop a request nobody will read (only for requests already sent). */
   cancelRemote(id: number): void;
 }
@@ -46,13 +48,20 @@ export class OutgoingRequests {
     const id = this.#nextId++;
     const response = new Promise<unknown>((resolve, reject) => {
       const onAbort = (): void => this.fail(id, new CanceledError(`request \`${method}\` to ${this.#options.label} was canceled`));
+      const handshakeMs = this.#options.handshakeTimeoutMs;
       const timer =
         timeoutMs > 0
           ? setLongTimeout(() => {
               const hint = this.#pending.get(id)?.sent ? 'the peer did not answer in time' : 'the handshake with the peer did not complete (is its agent running?)';
               this.fail(id, new TimeoutError(`request \`${method}\` to ${this.#options.label} timed out after ${timeoutMs} ms: ${hint}`, timeoutMs));
             }, timeoutMs)
-          : undefined;
+          : // No deadline of its own: it still may not wait for ever for a handshake (an agent that is not there).
+            handshakeMs > 0
+            ? setLongTimeout(() => {
+                if (this.#pending.get(id)?.sent !== false) return;
+                this.fail(id, new TimeoutError(`no answer to the handshake from ${this.#options.label} within ${handshakeMs} ms: is the negotiator agent running on the other side?`, handshakeMs));
+              }, handshakeMs)
+            : undefined;
       const cleanup = (): void => {
         timer?.clear();
         signal?.removeEventListener('abort', onAbort);
@@ -62,6 +71,12 @@ export class OutgoingRequests {
       else signal?.addEventListener('abort', onAbort, { once: true });
     });
     return { id, response };
+  }
+
+  /** Is a request other than `except` written and waiting for its answer? (The keepalive's question.) */
+  hasSent(except?: number): boolean {
+    for (const [id, pending] of this.#pending) if (pending.sent && id !== except) return true;
+    return false;
   }
 
   /** Mark a request as written; returns its method, or undefined when it is settled or already sent. */

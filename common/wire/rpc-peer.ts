@@ -11,11 +11,12 @@
 import { EventEmitter } from 'node:events';
 import { encodeBulkLine } from './bulk-line.js';
 import type { ByteChannel } from './byte-channel.js';
-import { CanceledError, ChannelClosedError, ConfigError, HandshakeError, PeerRestartedError, RpcError, TimeoutError, errorMessage, toRpcError, truncateForLog } from './errors.js';
+import { CanceledError, ChannelClosedError, ConfigError, HandshakeError, PeerLostError, PeerRestartedError, RpcError, TimeoutError, errorMessage, toRpcError, truncateForLog } from './errors.js';
 import { HelloSender, validatePeerHello } from './handshake.js';
 import { describeValue } from './json-limits.js';
 import { REQUEST_OVERHEAD_BYTES, processMemoryBudget } from './memory-budget.js';
 import { setLongTimeout } from '../base/long-timer.js';
+import { Keepalive } from './keepalive.js';
 import { MessageReader, type IncomingMessage } from './message-reader.js';
 import { MessageWriter } from './message-writer.js';
 import { IncomingRequests, OutgoingRequests, type StartedRequest } from './requests.js';
@@ -29,7 +30,8 @@ export type { StartedRequest } from './requests.js';
 
 /**
  * One end of a connection. Call `start()` once, after registering handlers; it sends the hello. Events:
- * `ready` (peerInfo, restarted: boolean), `close` (error?), `handshake-error` (HandshakeError).
+ * `ready` (peerInfo, restarted: boolean), `close` (error?), `handshake-error` (HandshakeError), `session-lost`
+ * (error: the session ended without a close, by `resync`: the peer went silent, reset or reconnected).
  */
 export class RpcPeer extends EventEmitter {
   readonly options: ResolvedPeerOptions;
@@ -41,6 +43,8 @@ export class RpcPeer extends EventEmitter {
   readonly #hello: HelloSender;
   readonly #outgoing: OutgoingRequests;
   readonly #incoming = new IncomingRequests();
+  readonly #keepalive: Keepalive;
+  #keepalivePing: number | undefined;
   readonly #requestHandlers = new Map<string, RequestHandler>();
   readonly #notificationHandlers = new Map<string, NotificationHandler>();
   /** Sends queued until the handshake completes (each checks its request is still pending). */
@@ -94,7 +98,20 @@ export class RpcPeer extends EventEmitter {
       localInfo: () => this.localInfo,
       isSettled: () => this.#closed || this.#ready,
     });
-    this.#outgoing = new OutgoingRequests({ label, cancelRemote: (id) => void this.notify(METHODS.cancel, { id }) });
+    this.#outgoing = new OutgoingRequests({ label, handshakeTimeoutMs: this.options.handshakeTimeoutMs, cancelRemote: (id) => void this.notify(METHODS.cancel, { id }) });
+    this.#keepalive = new Keepalive({
+      peerTimeoutMs: this.options.peerTimeoutMs,
+      hasPending: () => this.#outgoing.hasSent(this.#keepalivePing),
+      ping: (timeoutMs) => {
+        const sent = Date.now();
+        const ping = this.startRequest(METHODS.ping, {}, { timeoutMs });
+        this.#keepalivePing = ping.id;
+        // The round trip, for choosing --peer-timeout on slow guests (docs/benchmarks.md).
+        return ping.response.then(() => this.#log.debug(`keepalive: ${this.options.label} answered a ping in ${Date.now() - sent} ms`));
+      },
+      onLost: (silentMs, pings) =>
+        this.resync(`no answer from the ${this.#peerInfo?.side ?? 'other'} agent for ${(silentMs / 1000).toFixed(1)} s (${pings} keepalive ping(s) unanswered): it died, hangs, or its machine reset`, PeerLostError),
+    });
     channel.onData((chunk) => this.#onData(chunk));
     channel.onClose((error) => {
       this.#reader.end();
@@ -142,11 +159,16 @@ export class RpcPeer extends EventEmitter {
     this.#hello.send();
   }
 
-  /** Forget the current session (the channel's far end changed) and handshake again. */
-  resync(reason: string): void {
+  /**
+   * Forget the current session (the channel's far end changed, or the peer is lost) and handshake again;
+   * what the session had in flight fails with `errorClass` and the reason.
+   */
+  resync(reason: string, errorClass: typeof ChannelClosedError = ChannelClosedError): void {
     if (this.#closed) return;
     this.#log.info(`resynchronising with ${this.options.label}: ${reason}`);
-    this.#endSession(new ChannelClosedError(`${this.options.label}: ${reason}; the request was abandoned`));
+    const error = new errorClass(`${this.options.label}: ${reason}; the request was abandoned`);
+    this.#endSession(error);
+    this.emit('session-lost', error);
     this.#ready = false;
     this.#hello.renew();
     this.#writer.resumeReading();
@@ -154,7 +176,9 @@ export class RpcPeer extends EventEmitter {
   }
 
   // Resolve with the peer's info once the handshake is done; reject on timeout, close or handshake error.
-  waitForReady(timeoutMs: number = this.options.requestTimeoutMs, signal?: AbortSignal): Promise<AgentInfo> {
+  // A timeout of 0 ("none") still waits at most `handshakeTimeoutMs`: an absent agent never answers.
+  waitForReady(requestedMs: number = this.options.requestTimeoutMs, signal?: AbortSignal): Promise<AgentInfo> {
+    const timeoutMs = requestedMs === 0 ? this.options.handshakeTimeoutMs : requestedMs;
     if (this.#ready && this.#peerInfo) return Promise.resolve(this.#peerInfo);
     if (this.#closed) return Promise.reject(this.#closeError ?? new ChannelClosedError(`channel ${this.options.label} is closed`));
     if (this.#handshakeError) return Promise.reject(this.#handshakeError);
@@ -201,7 +225,10 @@ export class RpcPeer extends EventEmitter {
       // Addressed to the peer's current session: bytes that reach a later session are refused, not run.
       const session = this.#boundSessions() ? { session: this.#peerInfo!.nonce } : {};
       const line = this.#writer.encode({ jsonrpc: '2.0', id: started.id, method: taken, params, ...session });
-      if (line) void this.#writer.writeLine(line);
+      if (line) {
+        void this.#writer.writeLine(line);
+        this.#keepalive.requestSent();
+      }
       else this.#outgoing.fail(started.id, new ConfigError(`the params of \`${method}\` cannot be serialised as JSON`));
     };
     if (this.#ready) send();
@@ -241,6 +268,7 @@ export class RpcPeer extends EventEmitter {
   // ---- receiving -------------------------------------------------------------------------------
 
   #onData(chunk: Buffer): void {
+    this.#keepalive.heard();
     if (!this.#started) {
       if (this.#early.reduce((n, c) => n + c.length, 0) + chunk.length <= this.options.maxLineBytes * 2) this.#early.push(Buffer.from(chunk));
       else this.#discarded++;
@@ -437,6 +465,7 @@ export class RpcPeer extends EventEmitter {
   // End the current session: abandon requests in both directions (sent ones only: unsent ones wait).
   #endSession(error: Error): void {
     this.#session++;
+    this.#keepalive.stop();
     this.#outgoing.failSent(error);
     this.#incoming.abortAll(error);
   }
@@ -446,6 +475,7 @@ export class RpcPeer extends EventEmitter {
     this.#closed = true;
     this.#closeError = error;
     this.#writer.stop();
+    this.#keepalive.stop();
     this.#whenReady.length = 0;
     this.#outgoing.failAll(error);
     this.#hello.stop();

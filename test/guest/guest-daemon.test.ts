@@ -76,7 +76,7 @@ t.test('the CLI through the daemon does not load the port modules (only a CLI wi
   const traced = await traceLoadedModules(GUEST_CLI, ['--control-socket', control, '--execute', 'echo-args traced']);
   t.equal(traced.exitCode, 0, traced.stderr);
   t.ok(traced.files.some((url) => url.endsWith('/dist/guest/run-guest.js')), 'the trace sees the CLI\'s modules');
-  t.same(traced.files.filter((url) => /\/dist\/guest\/(open-channel|port-channel|serial-tty|virtio-ports)\.js$/.test(url)), []);
+  t.same(traced.files.filter((url) => /\/dist\/guest\/(open-channel|port-channel|port-read-wakeup|port-write-queue|pipe-handle|serial-tty|virtio-ports)\.js$/.test(url)), []);
 });
 
 t.test('20 concurrent guest CLIs are all answered', async (t) => {

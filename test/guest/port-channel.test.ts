@@ -280,6 +280,48 @@ t.test('a process exits 0 on SIGTERM with a write blocked by a full device', asy
   t.equal(code, 0);
 });
 
+// A fresh process (which way is in use is logged once per process): two loopback channels carry bytes, and
+// the debug lines naming the read mechanism are printed. `withoutBinding` removes process.binding first, as
+// a Node without the internal pipe handle would be.
+async function runTwoChannels(t: Test, withoutBinding: boolean): Promise<{ mechanisms: string[]; mechanismLines: string[]; epollRefusal: string }> {
+  const fifos = [makeFifo(t), makeFifo(t)];
+  const script = `
+    ${withoutBinding ? 'delete process.binding;' : ''}
+    import fs from 'node:fs';
+    const { createDeviceChannel, openPortChannel } = await import(${JSON.stringify(PORT_CHANNEL_JS)});
+    const lines = [];
+    const logger = { level: 'debug', error() {}, warn() {}, info() {}, debug: (m) => lines.push(m), child: () => logger };
+    const mechanisms = [];
+    for (const fifo of ${JSON.stringify(fifos)}) {
+      const channel = createDeviceChannel(fs.openSync(fifo, fs.constants.O_RDWR | fs.constants.O_NONBLOCK), { logger });
+      const echoed = new Promise((resolve) => channel.onData((chunk) => chunk.toString() === 'ping' && resolve()));
+      await channel.write(Buffer.from('ping'));
+      await echoed;
+      mechanisms.push(channel.readMechanism);
+      await channel.close();
+    }
+    const epollRefusal = await openPortChannel('/nonexistent', { readMechanism: 'epoll' }).catch((error) => error.name + ': ' + error.message);
+    console.log(JSON.stringify({ mechanisms, mechanismLines: lines.filter((line) => line.startsWith('Ports are read')), epollRefusal }));
+  `;
+  const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+  t.equal(result.status, 0, `the child ran: ${result.stderr}`);
+  return JSON.parse(result.stdout) as { mechanisms: string[]; mechanismLines: string[]; epollRefusal: string };
+}
+
+t.test('every supported Node line has the epoll fast path, and says so once at debug level', async (t) => {
+  const { mechanisms, mechanismLines, epollRefusal } = await runTwoChannels(t, false);
+  t.same(mechanisms, ['epoll', 'epoll'], `Node ${process.version} has the internal pipe handle`);
+  t.same(mechanismLines, ["Ports are read when epoll says so (Node's internal pipe handle, process.binding('pipe_wrap'))."]);
+  t.match(epollRefusal, /^DeviceOpenError: /, 'epoll may be asked for');
+});
+
+t.test('a Node without the internal pipe handle falls back to polling, and says so once at debug level', async (t) => {
+  const { mechanisms, mechanismLines, epollRefusal } = await runTwoChannels(t, true);
+  t.same(mechanisms, ['poll', 'poll'], 'auto chose poll, and bytes still flow');
+  t.same(mechanismLines, ["Ports are read on a timer, every 500 ms at most: this Node has no usable internal pipe handle (process.binding('pipe_wrap'))."]);
+  t.equal(epollRefusal, "ConfigError: The `epoll` read mechanism needs Node's internal pipe handle, which this Node lacks: use `auto` or `poll`.");
+});
+
 t.test('createDeviceChannel refuses a blocking fd', async (t) => {
   const fd = fs.openSync(makeFifo(t), O_RDWR);
   t.teardown(() => fs.closeSync(fd));

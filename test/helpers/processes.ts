@@ -44,3 +44,15 @@ export function statOf(pid: number): { ppid: number; pgrp: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)!.split(' ');
   return { ppid: Number(fields[1]), pgrp: Number(fields[2]) };
 }
+
+// End the process group of each command whose pid a test command wrote to a file (`hang-with-child`):
+// a SIGKILLed daemon cannot end its commands itself.
+export function killRecordedGroups(pidFiles: readonly string[]): void {
+  for (const file of pidFiles) {
+    try {
+      process.kill(-statOf(Number(readFileSync(file, 'utf8'))).pgrp, 'SIGKILL');
+    } catch {
+      // Never started, or already gone.
+    }
+  }
+}

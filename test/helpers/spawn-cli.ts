@@ -46,6 +46,11 @@ export function outputMark(child: ResultPromise): number {
   return outputs.get(child)?.text.length ?? 0;
 }
 
+// The child's output after `since` (a mark from outputMark).
+export function outputSince(child: ResultPromise, since: number): string {
+  return outputs.get(child)?.text.slice(since) ?? '';
+}
+
 // Resolve when `pattern` appears in the child's output after `since` (rejects after timeoutMs).
 export function waitForOutput(child: ResultPromise, pattern: RegExp, timeoutMs = 10_000, since = 0): Promise<string> {
   const record = outputs.get(child);

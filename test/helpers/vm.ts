@@ -5,10 +5,11 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import t from 'tap';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const VM_DIR = path.resolve(REPO, '..', 'shared', 'vm');
-const BOOT_GUEST = path.join(VM_DIR, 'boot-guest.sh');
+export const BOOT_GUEST = path.join(VM_DIR, 'boot-guest.sh');
 export const LIBVIRT_GUEST = path.join(VM_DIR, 'libvirt-guest.sh');
 
 // Why the VM scenarios cannot run here, or undefined when they can. In CI they must run: the caller fails.
@@ -21,6 +22,28 @@ export function vmSkipReason(): string | undefined {
     if (built.status !== 0) return 'qemu-system-x86_64 is not installed and ../shared/vm/build-initramfs.sh could not install it';
   }
   return undefined;
+}
+
+// The one rule for every VM scenario file: the reason its scenarios cannot run, or false when they can.
+// With a reason, under CI (CI set, and not "false" or "0") the file fails at once: a skip there would pass
+// a run that tested nothing. Elsewhere the caller skips with the reason.
+export function vmScenarioSkip(what: string, reason: string | false | undefined = vmSkipReason()): string | false {
+  if (!reason) return false;
+  if (runningInCi()) t.fail(`${what} must run in CI but cannot: ${reason}`);
+  return reason;
+}
+
+// vmScenarioSkip for a file whose scenarios are not one t.test: true when they run; else false, after
+// planning no tests (or failing, in CI).
+export function shouldRunVmScenarios(what: string): boolean {
+  const skip = vmScenarioSkip(what);
+  if (skip && !runningInCi()) t.plan(0, `skipping ${what}: ${skip}`);
+  return !skip;
+}
+
+export function runningInCi(): boolean {
+  const ci = process.env.CI;
+  return ci !== undefined && ci !== '' && ci !== 'false' && ci !== '0';
 }
 
 // Build the kernel and initramfs once (about 1 s when up to date).

@@ -8,18 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { FIXTURE_COMMANDS } from '../helpers/socket-agent.js';
 import { HOST_CLI, outputMark, runCli, startCli, waitForOutput } from '../helpers/spawn-cli.js';
-import { LIBVIRT_GUEST, REPO, buildGuestImage, vmSkipReason } from '../helpers/vm.js';
+import { LIBVIRT_GUEST, REPO, buildGuestImage, shouldRunVmScenarios } from '../helpers/vm.js';
 
 const DOMAIN = `negotiator-e2e-${process.pid}`;
 const GUEST_COMMAND = 'sh test/fixtures/vm/run-guest-agent.sh -v';
 
-const skip = vmSkipReason();
-if (skip) {
-  if (process.env.CI) t.fail(`the libvirt scenario must run in CI but cannot: ${skip}`);
-  else t.plan(0, `skipping the libvirt scenario: ${skip}`);
-} else {
-  await runScenario();
-}
+if (shouldRunVmScenarios('the libvirt scenario')) await runScenario();
 
 async function libvirt(...args: string[]): Promise<void> {
   const result = await execa(LIBVIRT_GUEST, args, { reject: false, timeout: 600_000, all: true });

@@ -11,15 +11,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { FIXTURE_COMMANDS } from '../helpers/socket-agent.js';
 import { HOST_CLI, outputMark, runCli, startCli, waitForOutput } from '../helpers/spawn-cli.js';
-import { REPO, bootGuest, buildGuestImage, vmSkipReason, type BootedGuest } from '../helpers/vm.js';
+import { REPO, bootGuest, buildGuestImage, shouldRunVmScenarios, type BootedGuest } from '../helpers/vm.js';
 
-const skip = vmSkipReason();
-if (skip) {
-  if (process.env.CI) t.fail(`the VM scenarios must run in CI but cannot: ${skip}`);
-  else t.plan(0, `skipping the QEMU scenarios: ${skip}`);
-} else {
-  await runScenarios();
-}
+if (shouldRunVmScenarios('the QEMU scenarios')) await runScenarios();
 
 async function runScenarios(): Promise<void> {
   buildGuestImage();

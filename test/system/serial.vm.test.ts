@@ -6,15 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { FIXTURE_COMMANDS } from '../helpers/socket-agent.js';
 import { HOST_CLI, runCli, startCli, waitForOutput } from '../helpers/spawn-cli.js';
-import { bootGuest, buildGuestImage, vmSkipReason, type BootedGuest } from '../helpers/vm.js';
+import { bootGuest, buildGuestImage, shouldRunVmScenarios, type BootedGuest } from '../helpers/vm.js';
 
-const skip = vmSkipReason();
-if (skip) {
-  if (process.env.CI) t.fail(`the isa-serial scenario must run in CI but cannot: ${skip}`);
-  else t.plan(0, `skipping the isa-serial scenario: ${skip}`);
-} else {
-  await runScenario();
-}
+if (shouldRunVmScenarios('the isa-serial scenario')) await runScenario();
 
 async function runScenario(): Promise<void> {
   buildGuestImage();

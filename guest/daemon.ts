@@ -8,6 +8,7 @@ import { createCommandRegistry, type CommandRegistry } from '../common/commands/
 import { createDaemonLauncherPool } from '../common/commands/launcher-pool.js';
 import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
+import { takeOverCommandGroups } from '../common/commands/group-record.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
 import { registerAgentWait } from '../common/daemon/readiness.js';
@@ -138,6 +139,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
     await registry.close();
     throw error;
   }
+  takeOverCommandGroups(options.controlSocket, log);
   await announceReady(log, `negotiator-guest ${readPackageVersion()} ready: control socket ${options.controlSocket}, channels ${keepers.map((k) => k.label).join(' and ')}`);
 
   let stopping: Promise<void> | undefined;

@@ -50,6 +50,8 @@ export interface PortChannelOptions {
  */
 export interface PortChannel extends ByteChannel {
   onReset(listener: () => void): void;
+  /** Runs each time a read finds the host gone (at start too, when it is absent then). */
+  onAbsent(listener: () => void): void;
   /** What the last read said: undefined before the first read. */
   readonly hostConnected: boolean | undefined;
   readonly readMechanism: ReadMechanism;
@@ -125,6 +127,7 @@ class DeviceChannel implements PortChannel {
   #dataListeners: Array<(chunk: Buffer) => void> = [];
   #closeListeners: Array<(error?: Error) => void> = [];
   #resetListeners: Array<() => void> = [];
+  #absentListeners: Array<() => void> = [];
   #hostConnected: boolean | undefined;
   #paused = false;
   #held: Buffer[] = [];
@@ -169,6 +172,11 @@ class DeviceChannel implements PortChannel {
 
   onReset(listener: () => void): void {
     this.#resetListeners.push(listener);
+  }
+
+  /** The host went away (a read returned 0): its peer stops being ready until `onReset`. */
+  onAbsent(listener: () => void): void {
+    this.#absentListeners.push(listener);
   }
 
   write(chunk: Buffer): Promise<void> {
@@ -252,16 +260,16 @@ class DeviceChannel implements PortChannel {
     const cameBack = this.#hostConnected === false;
     this.#hostConnected = connected;
     this.#options.logger.debug(`${this.description}: host ${connected ? 'connected' : 'not connected'}`);
-    if (!connected) return this.#writes.dropAll();
-    if (!cameBack) return;
-    for (const listener of this.#resetListeners) {
+    if (!connected) this.#writes.dropAll();
+    if (connected && !cameBack) return;
+    for (const listener of connected ? this.#resetListeners : this.#absentListeners) {
       try {
         listener();
       } catch (error) {
-        this.#options.logger.error(`A reset listener of ${this.description} threw: ${errorMessage(error)}`);
+        this.#options.logger.error(`A ${connected ? 'reset' : 'absence'} listener of ${this.description} threw: ${errorMessage(error)}`);
       }
     }
-    this.#writes.flush();
+    if (connected) this.#writes.flush();
   }
 
   #fail(error: Error): void {

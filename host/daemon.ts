@@ -7,6 +7,7 @@ import { createDaemonLauncherPool } from '../common/commands/launcher-pool.js';
 import { createCommandRegistry } from '../common/commands/registry.js';
 import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
+import { takeOverCommandGroups } from '../common/commands/group-record.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
 import type { Logger } from '../common/base/logger.js';
@@ -126,6 +127,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
     launchers?.close();
     throw error;
   }
+  takeOverCommandGroups(options.controlSocket, log);
   await announceReady(
     log,
     `negotiator-host ${readPackageVersion()} ready: control socket ${options.controlSocket}, ${connections.list().length} guest(s) known`,

@@ -9,6 +9,7 @@ import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { RpcError, errorMessage } from '../wire/errors.js';
 import type { LauncherPool } from './launcher-pool.js';
+import { trackCommandGroup } from './group-record.js';
 import { setLongTimeout, type LongTimer } from '../base/long-timer.js';
 import { ERROR_CODES } from '../wire/protocol.js';
 
@@ -65,6 +66,7 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   // The launchers run commands from `/`; any other cwd is spawned here.
   const launchers = options.cwd === undefined ? options.launchers : undefined;
   const subprocess = launchers?.launch(argv, options.env, options.stdin, options.launchable === true) ?? spawnDirect(argv, options);
+  const untrack = subprocess.pid !== undefined ? trackCommandGroup(subprocess.pid) : () => {};
   const stdout = subprocess.stdout!;
   const stderr = subprocess.stderr!;
   let timedOut = false;
@@ -123,6 +125,7 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   const outcome = new Promise<CommandOutcome>((resolve, reject) => {
     subprocess.once('close', (exitCode: number | null, signal: NodeJS.Signals | null) => {
       deadline?.clear();
+      untrack();
       options.signal.removeEventListener('abort', onAbort);
       if (killTimer && exited) killTimer.clear();
       if (spawnFailure) {

@@ -20,6 +20,11 @@ export interface ByteChannel {
    */
   onReset?(listener: () => void): void;
   /**
+   * Optional: the far end went away (a virtio-serial port whose host closed its side); bytes written now
+   * reach nobody. `onReset` follows when it is back. The peer stops being ready until then.
+   */
+  onAbsent?(listener: () => void): void;
+  /**
    * Queue bytes for sending, in call order. Resolves when the bytes are handed to the OS or the channel
    * can take more without growing its buffer (backpressure); rejects when the channel failed.
    */

@@ -117,6 +117,7 @@ export class RpcPeer extends EventEmitter {
       this.#finish(new ChannelClosedError(`channel ${label} closed${error ? `: ${error.message}` : ''}`));
     });
     channel.onReset?.(() => this.resync('the other side reconnected'));
+    channel.onAbsent?.(() => this.#farEndAbsent());
     this.handle(METHODS.ping, () => ({ time: Date.now() }));
     this.handle(METHODS.info, () => this.localInfo);
   }
@@ -450,6 +451,15 @@ export class RpcPeer extends EventEmitter {
     }
     for (const send of this.#whenReady.splice(0)) send();
     if (!wasReady || restarted) this.emit('ready', info, restarted);
+  }
+
+  // The far end left (the host daemon stopped or restarted): what was sent is lost with it, and a request
+  // made now must wait for the next handshake (within its deadline) instead of going into the void.
+  #farEndAbsent(): void {
+    if (!this.#ready || this.#closed) return;
+    this.#log.info(`${this.options.label}: the other side went away; requests wait for it to come back`);
+    this.#endSession(new ChannelClosedError(`${this.options.label}: the other side went away; the request was abandoned`));
+    this.#ready = false;
   }
 
   /** Both hellos offered session binding: requests name the receiver's session. */

@@ -114,6 +114,20 @@ for (const readMechanism of READ_MECHANISMS) {
     fs.closeSync(writer);
   });
 
+  t.test(`${readMechanism}: onAbsent runs when the host leaves, so that its peer stops being ready`, async (t) => {
+    const fifo = makeFifo(t);
+    const channel = openFifoChannel(t, fifo, O_RDONLY, { readMechanism, pollIntervalMs: 20 });
+    const events: string[] = [];
+    channel.onReset(() => events.push('reset'));
+    channel.onAbsent(() => events.push('absent'));
+    await until('the host to be seen absent', () => channel.hostConnected === false);
+    const writer = fs.openSync(fifo, O_WRONLY | O_NONBLOCK);
+    await until('the host to be seen', () => channel.hostConnected === true);
+    fs.closeSync(writer);
+    await until('the host to be seen gone', () => channel.hostConnected === false);
+    t.same(events, ['absent', 'reset', 'absent']);
+  });
+
   t.test(`${readMechanism}: bytes the host sent just before leaving are all delivered`, async (t) => {
     const fifo = makeFifo(t);
     const channel = openFifoChannel(t, fifo, O_RDONLY, { readMechanism, pollIntervalMs: 20 });

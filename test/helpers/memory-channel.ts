@@ -9,6 +9,8 @@ export interface MemoryChannel extends ByteChannel {
   inject(bytes: Buffer | string): void;
   /** Simulate the far end going away and coming back (virtio-serial host reconnect). */
   triggerReset(): void;
+  /** Simulate the far end going away (a virtio-serial host that closed its side). */
+  triggerAbsent(): void;
 }
 
 export function createMemoryChannelPair(): [MemoryChannel, MemoryChannel] {
@@ -18,6 +20,7 @@ export function createMemoryChannelPair(): [MemoryChannel, MemoryChannel] {
     const dataListeners: Array<(chunk: Buffer) => void> = [];
     const closeListeners: Array<(error?: Error) => void> = [];
     const resetListeners: Array<() => void> = [];
+    const absentListeners: Array<() => void> = [];
     let paused = false;
     const queued: Buffer[] = [];
     const deliver = (chunk: Buffer): void => {
@@ -33,6 +36,7 @@ export function createMemoryChannelPair(): [MemoryChannel, MemoryChannel] {
       onData: (listener) => void dataListeners.push(listener),
       onClose: (listener) => void closeListeners.push(listener),
       onReset: (listener) => void resetListeners.push(listener),
+      onAbsent: (listener) => void absentListeners.push(listener),
       write(chunk) {
         if (state.closed) return Promise.reject(new ChannelClosedError(`${name} closed`));
         const copy = Buffer.from(chunk);
@@ -57,6 +61,7 @@ export function createMemoryChannelPair(): [MemoryChannel, MemoryChannel] {
       },
       inject: (bytes) => channel.deliverLater(Buffer.from(bytes)),
       triggerReset: () => resetListeners.forEach((listener) => listener()),
+      triggerAbsent: () => absentListeners.forEach((listener) => listener()),
       deliverLater: (chunk) => void setImmediate(() => deliver(chunk)),
       fireClose: () => closeListeners.forEach((listener) => listener()),
     };

@@ -322,3 +322,20 @@ t.test('a peer that does not offer session binding (an older release) is still s
   await Promise.all([host.waitForReady(2000), guest.waitForReady(2000)]);
   t.equal(await host.request('work', {}), 'done');
 });
+
+t.test('while the other side is away, a new request waits for the next handshake instead of going into the void', async (t) => {
+  const { host, guest, guestEnd } = await readyPair(t);
+  host.handle('work', () => 'done');
+  const hang = guest.request('hang', {}, { timeoutMs: 0 });
+  host.handle('hang', () => new Promise(() => {}));
+  await delay(20);
+  guestEnd.triggerAbsent();
+  t.notOk(guest.isReady, 'the guest is no longer ready');
+  await t.rejects(hang, { name: 'ChannelClosedError', message: /went away/ }, 'what was sent before is failed at once');
+  const before = writtenMessages(guestEnd.written).length;
+  const answer = guest.request('work', {}, { timeoutMs: 5000 });
+  await delay(50);
+  t.notOk(writtenMessages(guestEnd.written).slice(before).some((m) => m.method === 'work'), 'not written while the host is away');
+  guestEnd.triggerReset();
+  t.equal(await answer, 'done', 'sent and answered after the new handshake');
+});

@@ -11,6 +11,7 @@ import { Command } from 'commander';
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { mapConcurrently } from '../common/base/concurrency.js';
 import { createCommandRegistry, type CommandRegistry } from '../common/commands/registry.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { serveAgent } from './bench-agent.js';
@@ -49,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
   const registry = createCommandRegistry({ directories: [args.commands], watch: false });
   await registry.ready;
   // A few at a time: hundreds of listen() calls at once gain nothing.
-  for (let i = 0; i < args.names.length; i += 50) await Promise.all(args.names.slice(i, i + 50).map((name) => startGuest(args.root, name, registry)));
+  await mapConcurrently(args.names, 50, (name) => startGuest(args.root, name, registry));
   process.stdout.write(JSON.stringify({ ready: args.names.length }) + '\n');
 
   let held = '';

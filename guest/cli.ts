@@ -2,7 +2,7 @@
 // negotiator-guest: argument parsing only; the work is in run-guest.ts.
 import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/wire/agent-info.js';
-import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
+import { addClientOptions, addControlOptions, addServingOptions, clientOptionsOf, controlOptionsOf, runMain, servingOptionsOf } from '../common/cli/options.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { DEFAULT_GUEST_CONTROL_SOCKET, PROGRAM, runGuestCli, runGuestDoctor } from './run-guest.js';
 
@@ -12,16 +12,12 @@ const program = new Command(PROGRAM)
   .option('-d, --daemon', 'serve the host: run the host\'s requests with this guest\'s command directories')
   .option('-l, --list-commands', 'list the commands the host offers to this guest')
   .option('-e, --execute <command>', 'run a host command, e.g. --execute \'reboot-notify now\' (split like a shell, no shell runs)')
-  .option('-w, --wait', 'exit 0 as soon as the host\'s agent has answered on both channels; 255 with the reason at --timeout')
-  .addOption(new Option('-t, --timeout <seconds>', 'deadline of a request; the command is terminated after it (0 = none)').default(10_000, '10').argParser(parseTimeoutSeconds))
-  .option('--json', 'print machine-readable results (list, execute and doctor)', false)
-  .option('-n, --no-stdin', 'do not forward stdin to the command (it reads /dev/null)')
+  .option('-w, --wait', 'exit 0 as soon as the host\'s agent has answered on both channels; 255 with the reason at --timeout');
+addClientOptions(program, 'list, execute and doctor')
   .option('-c, --character-device <channel>', 'talk to the host through this channel, not through the daemon: a device (/dev/vport1p2), serial:/dev/ttyS1[@BAUD], unix:PATH or tcp:HOST:PORT')
   .option('--host-to-guest <channel>', 'daemon: the channel the host calls us on (virtio:NAME, a device, serial:..., unix:..., tcp:...)', `virtio:${CHANNEL_NAMES.hostToGuest}`)
-  .option('--guest-to-host <channel>', 'daemon: the channel we call the host on; "none" to use --host-to-guest both ways (one serial line)', `virtio:${CHANNEL_NAMES.guestToHost}`)
-  .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', DEFAULT_GUEST_CONTROL_SOCKET)
-  .addOption(new Option('--control-mode <octal>', 'file mode of the control socket').default(0o660, '0660').argParser((v) => parseInt(v, 8)))
-  .addOption(new Option('--control-group <group>', 'daemon: let this group use the control socket (unset: the daemon\'s own group)').argParser(parseGroup));
+  .option('--guest-to-host <channel>', 'daemon: the channel we call the host on; "none" to use --host-to-guest both ways (one serial line)', `virtio:${CHANNEL_NAMES.guestToHost}`);
+addControlOptions(program, { socket: DEFAULT_GUEST_CONTROL_SOCKET, mode: 0o660, modeNote: '', groupNote: 'unset: the daemon\'s own group' });
 addServingOptions(program, 'channel', 'the host')
   .addHelpText(
     'after',
@@ -64,16 +60,12 @@ await runMain(program, PROGRAM, (parsed) =>
       listCommands: Boolean(parsed.listCommands),
       execute: parsed.execute,
       wait: Boolean(parsed.wait),
-      timeoutMs: parsed.timeout,
       characterDevice: parsed.characterDevice,
       hostToGuest: parsed.hostToGuest,
       guestToHost: parsed.guestToHost,
-      controlSocket: parsed.controlSocket,
-      controlMode: parsed.controlMode,
-      controlGroup: parsed.controlGroup,
+      ...clientOptionsOf(parsed),
+      ...controlOptionsOf(parsed),
       ...servingOptionsOf(parsed),
-      json: parsed.json,
-      stdin: parsed.stdin,
     },
     io,
   ),

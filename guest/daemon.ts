@@ -5,6 +5,7 @@ import { readLocalAgentInfo, readPackageVersion } from '../common/wire/agent-inf
 import { startAgentSession, type AgentSession } from '../common/daemon/agent-session.js';
 import { keepChannel, type ChannelKeeper } from '../common/daemon/channel-keeper.js';
 import { createCommandRegistry, type CommandRegistry } from '../common/commands/registry.js';
+import { createDaemonLauncherPool } from '../common/commands/launcher-pool.js';
 import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
@@ -50,6 +51,8 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
   const localInfo = await readLocalAgentInfo('guest');
   const registry: CommandRegistry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
   await registry.ready;
+  // Ours: every connection's commands use it, and stop() ends its waiting launchers.
+  const launchers = createDaemonLauncherPool(options.limits);
 
   const startSession = (label: string, channelName: string, announce: boolean) => (channel: Parameters<ChannelKeeperStart>[0]): AgentSession =>
     startAgentSession({
@@ -64,6 +67,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
         commands: registry,
         channelName,
         ...options.limits,
+        ...(launchers ? { launchers } : {}),
         onExecuted: (record) => log.info(`host ran ${describeExecuted(record)}`),
       },
     });
@@ -117,6 +121,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
     });
   } catch (error) {
     await Promise.all(keepers.map((k) => k.stop('start-up failed', 0)));
+    launchers?.close();
     await registry.close();
     throw error;
   }
@@ -130,6 +135,7 @@ export async function startGuestDaemon(options: GuestDaemonOptions): Promise<Gue
       stopping ??= (async () => {
         await control.close();
         await Promise.all(keepers.map((k) => k.stop(reason, options.graceMs)));
+        launchers?.close();
         await registry.close();
       })();
       return stopping;

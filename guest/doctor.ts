@@ -10,7 +10,8 @@ import { describeAgent } from '../common/daemon/agent-session.js';
 import type { ByteChannel } from '../common/wire/byte-channel.js';
 import { formatCliError, type CliIo } from '../common/cli/actions.js';
 import { printChecks, type CheckStatus, type DoctorCheck } from '../common/cli/doctor-report.js';
-import { connectToDaemon, startClientPeer } from '../common/cli/client.js';
+import { startClientPeer } from '../common/cli/client.js';
+import { checkDaemon } from '../common/cli/daemon-check.js';
 import { errorMessage } from '../common/wire/errors.js';
 import { silentLogger } from '../common/base/logger.js';
 import { METHODS, type AgentInfo, type ListCommandsResult } from '../common/wire/protocol.js';
@@ -92,27 +93,21 @@ export async function diagnoseGuest(options: GuestDoctorOptions): Promise<Doctor
 }
 
 async function queryDaemon(options: GuestDoctorOptions, checks: DoctorCheck[]): Promise<{ peer: RpcPeer; status: DaemonStatus } | undefined> {
-  const socket = options.controlSocket;
-  let peer: RpcPeer | undefined;
-  try {
-    peer = await connectToDaemon(socket, options.localInfo, options.timeoutMs, 'add yourself to the group that owns it');
-  } catch (error) {
-    checks.push({ id: 'guest-daemon', status: 'fail', what: `cannot use the guest daemon's control socket: ${errorMessage(error)}`, fix: 'run as root, or join the group that owns the socket' });
-    return undefined;
-  }
-  if (!peer) {
-    checks.push({ id: 'guest-daemon', status: 'warn', what: `no guest daemon answers at ${socket}`, fix: 'start negotiator-guest --daemon (examples/services/negotiator-guest.service): without it the host cannot call this guest' });
-    return undefined;
-  }
-  let status: DaemonStatus;
-  try {
-    status = (await peer.request(METHODS.status, {}, { timeoutMs: options.timeoutMs })) as DaemonStatus;
-  } catch (error) {
-    await peer.close();
-    checks.push({ id: 'guest-daemon', status: 'fail', what: `the guest daemon at ${socket} does not answer: ${errorMessage(error)}`, fix: 'restart it and read its log' });
-    return undefined;
-  }
-  checks.push({ id: 'guest-daemon', status: 'ok', what: `guest daemon answers at ${socket} (${status.agent.name} ${status.agent.version}, pid ${status.agent.pid})` });
+  const daemon = await checkDaemon<DaemonStatus>({
+    id: 'guest-daemon',
+    noun: 'guest daemon',
+    controlSocket: options.controlSocket,
+    localInfo: options.localInfo,
+    timeoutMs: options.timeoutMs,
+    groupHint: 'add yourself to the group that owns it',
+    fixes: {
+      access: 'run as root, or join the group that owns the socket',
+      absent: 'start negotiator-guest --daemon (examples/services/negotiator-guest.service): without it the host cannot call this guest',
+      restart: 'restart it and read its log',
+    },
+  }, checks);
+  if (!daemon) return undefined;
+  const { status } = daemon;
   const down = status.channels.filter((channel) => !channel.connected);
   if (down.length === 0) {
     const peerInfo = status.channels.find((channel) => channel.peer)?.peer;
@@ -122,7 +117,7 @@ async function queryDaemon(options: GuestDoctorOptions, checks: DoctorCheck[]): 
     const why = channel.error ?? (channel.open ? 'open, but the host agent has not answered its hello' : 'not open');
     checks.push({ id: 'daemon-channels', status: 'fail', what: `the daemon's channel ${channel.name} is not connected: ${why}`, fix: HOST_FIX });
   }
-  return { peer, status };
+  return daemon;
 }
 
 // Is the virtio_console driver there? A module is in /proc/modules; a built-in one only in /sys/module.

@@ -1,8 +1,8 @@
 // What `negotiator-guest` does with its parsed options: run the daemon, or list / execute on the host.
 import { readLocalAgentInfo } from '../common/wire/agent-info.js';
-import { EXIT_CODES, runExecuteAction, runListAction, type CliIo } from '../common/cli/actions.js';
-import { connectToDaemon, runClientAction, startClientPeer, type ClientConnection } from '../common/cli/client.js';
-import type { ServingOptions } from '../common/cli/options.js';
+import { EXIT_CODES, type CliIo } from '../common/cli/actions.js';
+import { connectToDaemon, runListOrExecute, startClientPeer, type ClientConnection } from '../common/cli/client.js';
+import type { ClientOptions, ControlOptions, ServingOptions } from '../common/cli/options.js';
 import { createLogger } from '../common/base/logger.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { parseGuestChannelSpec } from './channel-spec.js';
@@ -10,55 +10,37 @@ import { parseGuestChannelSpec } from './channel-spec.js';
 export const PROGRAM = 'negotiator-guest';
 
 /** Options as the CLI parsed them (see guest/cli.ts for their documentation and defaults). */
-export interface GuestCliOptions extends ServingOptions {
+export interface GuestCliOptions extends ServingOptions, ClientOptions, ControlOptions {
   daemon: boolean;
   listCommands: boolean;
   execute?: string;
   /** --wait: until the host agent answered on both channels (wait-host.ts). */
   wait?: boolean;
-  timeoutMs: number;
   characterDevice?: string;
   hostToGuest: string;
   guestToHost: string;
-  controlSocket: string;
-  controlMode: number;
-  controlGroup?: number;
-  json: boolean;
-  stdin: boolean;
 }
 
 // Run the CLI; resolves with the process exit code (the daemon resolves only when asked to stop).
 export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<number> {
-  const logger = createLogger({ level: options.logLevel });
   if (options.daemon) {
-    // The daemon's modules (registry, runner, execa) are loaded only here: a CLI starts faster without them.
+    // The daemon's modules (command registry, runner, launcher pool, ports) are loaded only here: a CLI starts faster without them.
+    const { runDaemon } = await import('../common/daemon/start.js');
     const { startGuestDaemon } = await import('./daemon.js');
-    const { stopOnSignals } = await import('../common/daemon/lifecycle.js');
-    const { resolveServingConfig } = await import('../common/daemon/serving-config.js');
-    const serving = await resolveServingConfig(options);
-    const daemon = await startGuestDaemon({
-      hostToGuest: parseGuestChannelSpec(options.hostToGuest),
-      guestToHost: options.guestToHost === 'none' ? undefined : parseGuestChannelSpec(options.guestToHost),
-      ...serving,
-      controlSocket: options.controlSocket,
-      controlMode: options.controlMode,
-      ...(options.controlGroup !== undefined ? { controlGid: options.controlGroup } : {}),
-      requestTimeoutMs: options.timeoutMs,
-      maxLineBytes: options.maxLineBytes,
-      peerTimeoutMs: options.peerTimeoutMs,
-      graceMs: options.graceMs,
-      logger,
-    });
-    return new Promise<number>(() => {
-      stopOnSignals(logger, (signal) => daemon.stop(`${PROGRAM} received ${signal}`), options.graceMs * 2 + 10_000);
-    });
+    return runDaemon(PROGRAM, options, (base) =>
+      startGuestDaemon({
+        ...base,
+        hostToGuest: parseGuestChannelSpec(options.hostToGuest),
+        guestToHost: options.guestToHost === 'none' ? undefined : parseGuestChannelSpec(options.guestToHost),
+      }),
+    );
   }
   if (!options.listCommands && options.execute === undefined && !options.wait) {
     io.stderr.write(`${PROGRAM}: nothing to do: give --daemon, --wait, --list-commands or --execute 'COMMAND ARGS' (see --help)\n`);
     return EXIT_CODES.usage;
   }
   const localInfo = await readLocalAgentInfo('guest');
-  if (options.wait) return (await import('./wait-host.js')).runGuestWait(options, localInfo, logger, io);
+  if (options.wait) return (await import('./wait-host.js')).runGuestWait(options, localInfo, createLogger({ level: options.logLevel }), io);
   const connect = async (): Promise<ClientConnection> => {
     if (options.characterDevice === undefined) {
       const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, 'add yourself to the group that owns it', options.peerTimeoutMs);
@@ -68,22 +50,11 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
     // load only here: a CLI that goes through the daemon starts faster without them.
     const spec = parseGuestChannelSpec(options.characterDevice ?? `virtio:${CHANNEL_NAMES.guestToHost}`);
     const { openGuestChannel } = await import('./open-channel.js');
+    const logger = createLogger({ level: options.logLevel });
     const channel = await openGuestChannel(spec, { logger: logger.child('channel'), timeoutMs: Math.min(options.timeoutMs || 5000, 5000) });
     return { peer: startClientPeer(channel, localInfo, 'the host', options.timeoutMs, options.peerTimeoutMs), viaDaemon: false };
   };
-  return runClientAction(PROGRAM, io, connect, async ({ peer, viaDaemon }, signal) => {
-    if (options.listCommands) return runListAction({ peer, timeoutMs: options.timeoutMs, json: options.json, io });
-    return runExecuteAction({
-      peer,
-      commandLine: options.execute!,
-      timeoutMs: options.timeoutMs,
-      json: options.json,
-      forwardStdin: options.stdin,
-      viaDaemon,
-      io,
-      signal,
-    });
-  });
+  return runListOrExecute(PROGRAM, io, options, connect);
 }
 
 /** The control socket's default path. */

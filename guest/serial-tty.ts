@@ -37,7 +37,7 @@ export async function openSerialChannel(devicePath: string, options: SerialChann
 export async function configureSerialLine(devicePath: string, baud: number, timeoutMs = 5000): Promise<void> {
   const args = ['-F', devicePath, 'raw', '-echo', 'cs8', '-parenb', '-cstopb', 'clocal', String(baud)];
   try {
-    // Loaded here: execa costs ~190 ms of start-up that CLIs on a virtio port never need.
+    // Loaded here: execa's start-up (its modules; docs/benchmarks.md) is a cost CLIs on a virtio port never pay.
     const { execa } = await import('execa');
     await execa('stty', args, { timeout: timeoutMs, stdin: 'ignore' });
   } catch (error) {

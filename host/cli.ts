@@ -2,7 +2,7 @@
 // negotiator-host: argument parsing only; the work is in run-host.ts.
 import { Command, Option } from 'commander';
 import { readPackageVersion } from '../common/wire/agent-info.js';
-import { addServingOptions, parseGroup, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
+import { addClientOptions, addControlOptions, addServingOptions, clientOptionsOf, controlOptionsOf, parseTimeoutSeconds, runMain, servingOptionsOf } from '../common/cli/options.js';
 import { DEFAULT_HOST_CONTROL_SOCKET, PROGRAM, runHostCli, runHostDoctor, runHostSetup } from './run-host.js';
 
 const program = new Command(PROGRAM)
@@ -14,17 +14,13 @@ const program = new Command(PROGRAM)
   .option('-l, --list-commands', 'list the commands GUEST offers')
   .option('-e, --execute <command>', 'run a command in GUEST, e.g. --execute \'df -h /\' vm1 (split like a shell, no shell runs)')
   .option('-w, --wait', 'exit 0 as soon as GUEST\'s agent has answered on both channels (e.g. right after virsh start); 255 with the reason at --timeout')
-  .option('--events', 'print one line per event until interrupted: guests appearing and going away, their agent starting, stopping or lost, resets, ports (needs the daemon; --json for JSON lines)')
-  .addOption(new Option('-t, --timeout <seconds>', 'deadline of a request; the command is terminated after it (0 = none)').default(10_000, '10').argParser(parseTimeoutSeconds))
-  .option('--json', 'print machine-readable results (guests, list, execute, setup and doctor)', false)
-  .option('-n, --no-stdin', 'do not forward stdin to the command (it reads /dev/null)')
+  .option('--events', 'print one line per event until interrupted: guests appearing and going away, their agent starting, stopping or lost, resets, ports (needs the daemon; --json for JSON lines)');
+addClientOptions(program, 'guests, list, execute, setup and doctor')
   .option('--guest <name=spec>', 'a guest that is not libvirt\'s (repeatable): NAME=DIR holding the two channel sockets, or NAME=h2g=PATH,g2h=PATH; add ,qmp=PATH (a QMP monitor socket of its own) to notice resets at once', (v: string, prev: string[]) => [...prev, v], [] as string[])
   .option('--no-libvirt', 'do not ask libvirt for guests (only --guest ones)')
   .option('--libvirt-uri <uri>', 'libvirt connection', 'qemu:///system')
-  .addOption(new Option('--rescan <seconds>', 'daemon: safety-net rescan of libvirt and --guest sockets').default(30_000, '30').argParser(parseTimeoutSeconds))
-  .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', DEFAULT_HOST_CONTROL_SOCKET)
-  .addOption(new Option('--control-mode <octal>', 'file mode of the control socket (0600: root only)').default(0o600, '0600').argParser((v) => parseInt(v, 8)))
-  .addOption(new Option('--control-group <group>', 'daemon: let this group use the control socket (mode becomes 0660)').argParser(parseGroup));
+  .addOption(new Option('--rescan <seconds>', 'daemon: safety-net rescan of libvirt and --guest sockets').default(30_000, '30').argParser(parseTimeoutSeconds));
+addControlOptions(program, { socket: DEFAULT_HOST_CONTROL_SOCKET, mode: 0o600, modeNote: ' (0600: root only)', groupNote: 'mode becomes 0660' });
 addServingOptions(program, 'guest channel', 'a guest')
   .addHelpText(
     'after',
@@ -81,17 +77,13 @@ await runMain(program, PROGRAM, (parsed) =>
       wait: Boolean(parsed.wait),
       events: Boolean(parsed.events),
       guestName: program.args[0],
-      timeoutMs: parsed.timeout,
       guest: parsed.guest,
       libvirt: parsed.libvirt,
       libvirtUri: parsed.libvirtUri,
       rescanIntervalMs: parsed.rescan,
-      controlSocket: parsed.controlSocket,
-      controlMode: parsed.controlMode,
-      controlGroup: parsed.controlGroup,
+      ...clientOptionsOf(parsed),
+      ...controlOptionsOf(parsed),
       ...servingOptionsOf(parsed),
-      json: parsed.json,
-      stdin: parsed.stdin,
     },
     io,
   ),

@@ -3,6 +3,7 @@
 // and lets local CLIs reach any guest through its control socket, multiplexed over those connections.
 import { readLocalAgentInfo, readPackageVersion } from '../common/wire/agent-info.js';
 import { startAgentSession } from '../common/daemon/agent-session.js';
+import { createDaemonLauncherPool } from '../common/commands/launcher-pool.js';
 import { createCommandRegistry } from '../common/commands/registry.js';
 import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
@@ -44,6 +45,8 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
   const info = await readLocalAgentInfo('host');
   const commands = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
   await commands.ready;
+  // Ours: every guest's commands use it, and stop() ends its waiting launchers.
+  const launchers = createDaemonLauncherPool(options.limits);
   // Resets, port closes and the agents' lifecycle: they end sessions at once and feed `--events` (guest-watch.ts).
   let connections: GuestConnections | undefined;
   let watch: GuestWatch | undefined;
@@ -74,6 +77,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
           commands,
           channelName: CHANNEL_NAMES[role],
           ...options.limits,
+          ...(launchers ? { launchers } : {}),
           extraEnv: () => ({
             NEGOTIATOR_GUEST: guest.name,
             ...(guest.uuid ? { NEGOTIATOR_GUEST_UUID: guest.uuid } : {}),
@@ -105,6 +109,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
     await discovery.close();
     watch.close();
     await commands.close();
+    launchers?.close();
     throw error;
   }
   await announceReady(
@@ -123,6 +128,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         watch.close();
         await connections.close(reason);
         await commands.close();
+        launchers?.close();
       })();
       return stopping;
     },

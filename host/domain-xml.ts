@@ -83,6 +83,20 @@ export function findNegotiatorChannels(domain: DomainDescription): {
   return { channels, problems };
 }
 
+// The one builder of a guest from domain XML (discovery, locate-guest and doctor all use it): the
+// guest as discovery reports it (its channels may be none), and why any negotiator channel is unusable.
+export function guestOfDomain(domain: DomainDescription): { guest: DiscoveredGuest; problems: string[] } {
+  const { channels, problems } = findNegotiatorChannels(domain);
+  const guest: DiscoveredGuest = {
+    name: domain.name,
+    ...(domain.uuid === undefined ? {} : { uuid: domain.uuid }),
+    ...(domain.id === undefined ? {} : { id: domain.id }),
+    source: 'libvirt',
+    channels,
+  };
+  return { guest, problems };
+}
+
 function setDefined<K extends keyof DomainChannel>(target: DomainChannel, key: K, value: DomainChannel[K] | undefined): void {
   if (value !== undefined) target[key] = value;
 }

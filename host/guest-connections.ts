@@ -40,7 +40,12 @@ export class GuestConnections {
     guests.on('guest-changed', (guest, previous) => {
       const moved = CHANNEL_ROLES.some((role) => guest.channels[role]?.path !== previous.channels[role]?.path);
       if (moved) {
-        void this.#close(guest.name, 'its channels changed').then(() => this.#open(guest));
+        // Once the old channels are closed, open the guest as the table holds it *then*: a `guest-down` or
+        // another change may have come meanwhile, and a reopened gone guest would retry for ever.
+        void this.#close(guest.name, 'its channels changed').then(() => {
+          const current = guests.get(guest.name);
+          if (current) this.#open(current);
+        });
       } else {
         const current = this.#connections.get(guest.name);
         if (current) this.#connections.set(guest.name, { ...current, guest });

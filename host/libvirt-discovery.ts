@@ -4,8 +4,8 @@
 // Socket paths always come from the domain XML; libvirt has changed its layout several times.
 import { ConfigError, errorMessage } from '../common/wire/errors.js';
 import { silentLogger, type Logger } from '../common/base/logger.js';
-import { findNegotiatorChannels, parseDomainXml, type DomainDescription } from './domain-xml.js';
-import type { DiscoveredGuest, GuestSink } from './guest-model.js';
+import { guestOfDomain, parseDomainXml, type DomainDescription } from './domain-xml.js';
+import type { GuestSink } from './guest-model.js';
 import { VirshError, type DomainEvent, type Virsh } from './virsh.js';
 
 export interface LibvirtDiscoveryOptions {
@@ -211,7 +211,8 @@ export class LibvirtDiscovery {
       return;
     }
     const identity = { uuid: domain.uuid, id: domain.id };
-    const { channels, problems } = findNegotiatorChannels(domain);
+    const { guest, problems } = guestOfDomain({ ...domain, name });
+    const { channels } = guest;
     for (const problem of problems) this.#logOnce(`${domain.uuid ?? name}:${problem}`, 'warn', `guest ${name}: ${problem}`);
     if (!channels.hostToGuest && !channels.guestToHost) {
       this.#forget(name);
@@ -221,8 +222,6 @@ export class LibvirtDiscovery {
     }
     this.#bare.delete(name);
     this.#reported.set(name, identity);
-    const guest: DiscoveredGuest = { name, source: 'libvirt', channels, id: domain.id };
-    if (domain.uuid !== undefined) guest.uuid = domain.uuid;
     this.#sink.set(guest);
   }
 

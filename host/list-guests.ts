@@ -1,5 +1,6 @@
 // `negotiator-host --list-guests`: without a daemon, find the guests now and ask each agent for a hello
 // (bounded concurrency, short deadline); print a table or JSON.
+import { mapConcurrently } from '../common/base/concurrency.js';
 import type { CliIo } from '../common/cli/actions.js';
 import { startClientPeer } from '../common/cli/client.js';
 import { errorMessage } from '../common/wire/errors.js';
@@ -32,36 +33,30 @@ export async function probeGuests(options: ProbeOptions): Promise<GuestStatus[]>
   } finally {
     await discovery.close();
   }
-  const results: GuestStatus[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < guests.length) {
-      const guest = guests[next++]!;
-      const status: GuestStatus = { name: guest.name, uuid: guest.uuid ?? null, source: guest.source, agent: null, channels: {} };
-      for (const role of CHANNEL_ROLES) {
-        const endpoint = guest.channels[role];
-        if (!endpoint) continue;
-        const entry = { path: endpoint.path, libvirtState: endpoint.state ?? null, open: false, ready: false, error: null as string | null };
-        status.channels[role] = entry;
-        if (status.agent) continue;
+  const results = await mapConcurrently(guests, PROBE_CONCURRENCY, async (guest) => {
+    const status: GuestStatus = { name: guest.name, uuid: guest.uuid ?? null, source: guest.source, agent: null, channels: {} };
+    for (const role of CHANNEL_ROLES) {
+      const endpoint = guest.channels[role];
+      if (!endpoint) continue;
+      const entry = { path: endpoint.path, libvirtState: endpoint.state ?? null, open: false, ready: false, error: null as string | null };
+      status.channels[role] = entry;
+      if (status.agent) continue;
+      try {
+        const channel = await connectChannel(endpoint.path, options.timeoutMs);
+        entry.open = true;
+        const peer = startClientPeer(channel, options.localInfo, `guest ${guest.name}`, options.timeoutMs);
         try {
-          const channel = await connectChannel(endpoint.path, options.timeoutMs);
-          entry.open = true;
-          const peer = startClientPeer(channel, options.localInfo, `guest ${guest.name}`, options.timeoutMs);
-          try {
-            status.agent = await peer.waitForReady(options.timeoutMs);
-            entry.ready = true;
-          } finally {
-            await peer.close();
-          }
-        } catch (error) {
-          entry.error = errorMessage(error);
+          status.agent = await peer.waitForReady(options.timeoutMs);
+          entry.ready = true;
+        } finally {
+          await peer.close();
         }
+      } catch (error) {
+        entry.error = errorMessage(error);
       }
-      results.push(status);
     }
-  };
-  await Promise.all(Array.from({ length: Math.min(PROBE_CONCURRENCY, guests.length) }, worker));
+    return status;
+  });
   return results.sort((a, b) => a.name.localeCompare(b.name));
 }
 

@@ -3,7 +3,7 @@
 import { RpcError } from '../common/wire/errors.js';
 import { ERROR_CODES } from '../common/wire/protocol.js';
 import type { DiscoveredGuest } from './guest-model.js';
-import { findNegotiatorChannels, parseDomainXml } from './domain-xml.js';
+import { guestOfDomain, parseDomainXml } from './domain-xml.js';
 import { staticGuestOf, type StaticGuestSpec } from './guest-specs.js';
 import { VIRSH_FAILURES, VirshError, type Virsh } from './virsh.js';
 
@@ -23,8 +23,8 @@ export async function locateGuest(name: string, staticGuests: readonly StaticGue
   if (domain.id === undefined) {
     throw new RpcError(ERROR_CODES.unknownGuest, `guest \`${name}\` is not running: start it (virsh start ${name})`, { guest: name });
   }
-  const { channels, problems } = findNegotiatorChannels(domain);
-  if (!channels.hostToGuest && !channels.guestToHost) {
+  const { guest, problems } = guestOfDomain(domain);
+  if (!guest.channels.hostToGuest && !guest.channels.guestToHost) {
     throw new RpcError(
       ERROR_CODES.unknownGuest,
       problems.length > 0
@@ -33,7 +33,7 @@ export async function locateGuest(name: string, staticGuests: readonly StaticGue
       { guest: name },
     );
   }
-  return { name: domain.name, ...(domain.uuid ? { uuid: domain.uuid } : {}), id: domain.id, source: 'libvirt', channels };
+  return guest;
 }
 
 async function unknownGuest(name: string, staticGuests: readonly StaticGuestSpec[], virsh: Virsh | undefined): Promise<RpcError> {

@@ -1,10 +1,9 @@
 // What `negotiator-host` does with its parsed options: run the daemon, list guests, or list / execute
 // on one guest (through the daemon when one runs, else straight to the guest's socket).
 import { readLocalAgentInfo } from '../common/wire/agent-info.js';
-import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from '../common/cli/actions.js';
-import { connectToDaemon, runClientAction, runInterruptible, startClientPeer, type ClientConnection } from '../common/cli/client.js';
-import type { ServingOptions } from '../common/cli/options.js';
-import { createLogger } from '../common/base/logger.js';
+import { EXIT_CODES, exitCodeOfError, formatCliError, type CliIo } from '../common/cli/actions.js';
+import { connectToDaemon, runInterruptible, runListOrExecute, startClientPeer, type ClientConnection } from '../common/cli/client.js';
+import type { ClientOptions, ControlOptions, ServingOptions } from '../common/cli/options.js';
 import { ChannelClosedError } from '../common/wire/errors.js';
 import { METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import type { RpcPeer } from '../common/wire/rpc-peer.js';
@@ -17,7 +16,7 @@ import type { Virsh } from './virsh.js';
 export const PROGRAM = 'negotiator-host';
 
 /** Options as the CLI parsed them (see host/cli.ts for their documentation and defaults). */
-export interface HostCliOptions extends ServingOptions {
+export interface HostCliOptions extends ServingOptions, ClientOptions, ControlOptions {
   daemon: boolean;
   listGuests: boolean;
   listCommands: boolean;
@@ -26,48 +25,32 @@ export interface HostCliOptions extends ServingOptions {
   wait?: boolean;
   events?: boolean;
   guestName?: string;
-  timeoutMs: number;
   guest: string[];
   libvirt: boolean;
   libvirtUri: string;
   rescanIntervalMs: number;
-  controlSocket: string;
-  controlMode: number;
-  controlGroup?: number;
-  json: boolean;
-  stdin: boolean;
 }
 
 // Run the CLI; resolves with the exit code (the daemon only when asked to stop).
 export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<number> {
-  const logger = createLogger({ level: options.logLevel });
   const staticGuests = parseGuestSpecs(options.guest);
   if (options.daemon) {
     // The daemon's modules (discovery, guest table, command registry, runner) are loaded only here: a CLI starts faster without them.
+    const { runDaemon } = await import('../common/daemon/start.js');
     const { startHostDaemon } = await import('./daemon.js');
-    const { stopOnSignals } = await import('../common/daemon/lifecycle.js');
-    const { resolveServingConfig } = await import('../common/daemon/serving-config.js');
-    const serving = await resolveServingConfig(options);
     const { createVirsh } = await import('./virsh.js');
-    const daemon = await startHostDaemon({
-      discovery: {
-        staticGuests,
-        libvirt: options.libvirt ? { virsh: createVirsh({ uri: options.libvirtUri, logger: logger.child('virsh') }) } : false,
-        rescanIntervalMs: options.rescanIntervalMs,
-      },
-      ...serving,
-      controlSocket: options.controlSocket,
-      controlMode: options.controlGroup !== undefined && options.controlMode === 0o600 ? 0o660 : options.controlMode,
-      ...(options.controlGroup !== undefined ? { controlGid: options.controlGroup } : {}),
-      requestTimeoutMs: options.timeoutMs,
-      maxLineBytes: options.maxLineBytes,
-      peerTimeoutMs: options.peerTimeoutMs,
-      graceMs: options.graceMs,
-      logger,
-    });
-    return new Promise<number>(() => {
-      stopOnSignals(logger, (signal) => daemon.stop(`${PROGRAM} received ${signal}`), options.graceMs * 2 + 10_000);
-    });
+    // --control-group with the default mode: the group may connect (0660).
+    const controlMode = options.controlGroup !== undefined && options.controlMode === 0o600 ? 0o660 : options.controlMode;
+    return runDaemon(PROGRAM, { ...options, controlMode }, (base) =>
+      startHostDaemon({
+        ...base,
+        discovery: {
+          staticGuests,
+          libvirt: options.libvirt ? { virsh: createVirsh({ uri: options.libvirtUri, logger: base.logger.child('virsh') }) } : false,
+          rescanIntervalMs: options.rescanIntervalMs,
+        },
+      }),
+    );
   }
   const wantsGuest = options.listCommands || options.execute !== undefined || Boolean(options.wait);
   if (!options.listGuests && !wantsGuest && !options.events) {
@@ -119,11 +102,7 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
     const peer = startClientPeer(channel, localInfo, `guest ${guestName}${endpoint.state ? ` (libvirt says the channel is ${endpoint.state})` : ''}`, options.timeoutMs, options.peerTimeoutMs);
     return { peer, viaDaemon: false };
   };
-  return runClientAction(PROGRAM, io, connect, async ({ peer, viaDaemon }, signal) => {
-    const target = viaDaemon ? { guest: guestName } : {};
-    if (options.listCommands) return runListAction({ peer, ...target, timeoutMs: options.timeoutMs, json: options.json, io });
-    return runExecuteAction({ peer, ...target, commandLine: options.execute!, timeoutMs: options.timeoutMs, json: options.json, forwardStdin: options.stdin, viaDaemon, io, signal });
-  });
+  return runListOrExecute(PROGRAM, io, options, connect, { guest: guestName });
 }
 
 /** The control socket's default path. */

@@ -6,9 +6,9 @@ import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { FSWatcher } from 'chokidar';
 import { errorMessage } from '../common/wire/errors.js';
-import type { StaticGuestSpec } from './guest-specs.js';
+import { staticGuestOf, type StaticGuestSpec } from './guest-specs.js';
 import { silentLogger, type Logger } from '../common/base/logger.js';
-import type { ChannelRole, DiscoveredGuest, GuestSink } from './guest-model.js';
+import type { ChannelRole, GuestSink } from './guest-model.js';
 
 export { parseGuestSpec, parseGuestSpecs, type StaticGuestSpec } from './guest-specs.js';
 
@@ -126,10 +126,8 @@ export class StaticGuestWatcher {
       if (this.#up.delete(spec.name)) this.#sink.delete('static', spec.name);
       return;
     }
-    const guest: DiscoveredGuest = { name: spec.name, source: 'static', channels: {} };
-    for (const [role, path] of socketPaths(spec)) guest.channels[role] = { path };
     this.#up.add(spec.name);
-    this.#sink.set(guest);
+    this.#sink.set(staticGuestOf(spec));
   }
 
   #logOnce(key: string, message: string, level: 'info' | 'warn' = 'warn'): void {

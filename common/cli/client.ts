@@ -3,7 +3,8 @@
 // and the exit code is returned (never thrown).
 import { access } from 'node:fs/promises';
 import type { ByteChannel } from '../wire/byte-channel.js';
-import { EXIT_CODES, exitCodeOfError, formatCliError, type CliIo } from './actions.js';
+import { EXIT_CODES, exitCodeOfError, formatCliError, runExecuteAction, runListAction, type CliIo } from './actions.js';
+import type { ClientOptions } from './options.js';
 import { ChannelClosedError } from '../wire/errors.js';
 import type { AgentInfo } from '../wire/protocol.js';
 import { RpcPeer } from '../wire/rpc-peer.js';
@@ -73,4 +74,22 @@ export async function runInterruptible(program: string, io: CliIo, run: (signal:
     process.off('SIGINT', onInterrupt);
     await cleanup?.();
   }
+}
+
+/** What a client CLI was asked to do: list the other side's commands, or execute one. */
+export interface ClientRequest extends ClientOptions {
+  listCommands: boolean;
+  execute?: string;
+}
+
+// List or execute through `connect` (runClientAction's shape); `viaDaemon` adds the daemon's routing
+// params (the host's guest name) when the peer is the daemon rather than the other side itself.
+export function runListOrExecute(program: string, io: CliIo, request: ClientRequest, connect: () => Promise<ClientConnection>, viaDaemon: { guest?: string } = {}): Promise<number> {
+  return runClientAction(program, io, connect, async (connection, signal) => {
+    const { peer } = connection;
+    const target = connection.viaDaemon ? viaDaemon : {};
+    const { timeoutMs, json } = request;
+    if (request.listCommands) return runListAction({ peer, ...target, timeoutMs, json, io });
+    return runExecuteAction({ peer, ...target, commandLine: request.execute ?? '', timeoutMs, json, forwardStdin: request.stdin, viaDaemon: connection.viaDaemon, io, signal });
+  });
 }

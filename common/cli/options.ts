@@ -1,13 +1,12 @@
 // Option parsing shared by both CLIs (commander), validated at the edge with messages that name the fix.
 import { InvalidArgumentError, Option, type Command, type OptionValues } from 'commander';
-import { execFileSync } from 'node:child_process';
 import { EXIT_CODES, formatCliError } from './actions.js';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { systemIdentities, type IdentityLookup } from '../base/identity.js';
 import type { LogLevel } from '../base/logger.js';
+import { DEFAULT_COMMAND_DIRECTORY, type ServingOptions } from '../daemon/serving-options.js';
 
-/** The user's command directory, as Negotiator's. */
-export const DEFAULT_COMMAND_DIRECTORY = '/usr/lib/negotiator/commands';
+export { DEFAULT_COMMAND_DIRECTORY, type ServingOptions };
 
 // `--timeout SECONDS` (decimals allowed, 0 = none) to milliseconds.
 export function parseTimeoutSeconds(value: string): number {
@@ -15,7 +14,9 @@ export function parseTimeoutSeconds(value: string): number {
   if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) {
     throw new InvalidArgumentError(`expected a number of seconds >= 0 (0 = no timeout), got \`${value}\``);
   }
-  return Math.round(seconds * 1000);
+  const ms = Math.round(seconds * 1000);
+  if (!Number.isSafeInteger(ms)) throw new InvalidArgumentError(`expected at most ${Math.floor(Number.MAX_SAFE_INTEGER / 1000)} seconds, got \`${value}\``);
+  return ms;
 }
 
 // A positive (or, with allowZero, non-negative) integer option.
@@ -38,6 +39,15 @@ export function parseBytes(value: string): number {
   return Number(match[1]) * factor;
 }
 
+// `--control-mode OCTAL`: a socket file mode such as 0600 or 0660 (at most 0777). Checked here, at
+// parsing, so a bad value is a usage error before anything is created or listens.
+export function parseFileMode(value: string): number {
+  if (!/^[0-7]{1,4}$/.test(value.trim()) || parseInt(value, 8) > 0o777) {
+    throw new InvalidArgumentError(`expected an octal file mode such as 0600 or 0660 (digits 0-7, at most 0777), got \`${value}\``);
+  }
+  return parseInt(value, 8);
+}
+
 // A repeatable absolute directory option.
 export function collectDirectory(value: string, previous: string[] | undefined): string[] {
   if (!path.isAbsolute(value)) throw new InvalidArgumentError(`expected an absolute directory path, got \`${value}\``);
@@ -55,37 +65,62 @@ export function increment(_value: string, previous: number): number {
   return previous + 1;
 }
 
-// A group name or number to a gid: `getent group` (sees LDAP/sssd groups), else /etc/group.
+// `--control-group`: a group name or number to a gid, as the system resolves it (getent, then /etc/group).
 export function parseGroup(value: string): number {
-  if (/^\d+$/.test(value)) return Number(value);
-  let line: string | undefined;
-  try {
-    line = execFileSync('getent', ['group', value], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0];
-  } catch {
-    line = readFileSync('/etc/group', 'utf8').split('\n').find((l) => l.split(':')[0] === value);
-  }
-  const gid = line?.split(':')[2];
-  if (!gid) throw new InvalidArgumentError(`no group \`${value}\` (create it with groupadd, or give a number)`);
-  return Number(gid);
+  return resolveGroup(value, systemIdentities);
 }
 
-/** The daemon options both CLIs share, as parsed (see addServingOptions for their meaning and defaults). */
-export interface ServingOptions {
-  commandsDir?: string[];
-  builtinCommands: boolean;
-  maxConcurrent: number;
-  maxQueued: number;
-  maxCommandTimeMs: number;
-  maxOutputBytes: number;
-  killGraceMs: number;
-  prespawn: number;
-  rlimits: string[];
-  runAs?: string;
-  maxLineBytes: number;
-  graceMs: number;
-  logLevel: LogLevel;
-  /** --peer-timeout: silence of the other agent, while requests wait, after which they fail. */
-  peerTimeoutMs: number;
+// parseGroup with the lookup given (commander passes a second argument, so the seam is not a default).
+export function resolveGroup(value: string, identities: IdentityLookup): number {
+  if (/^\d+$/.test(value)) return Number(value);
+  const group = identities.group(value);
+  if (!group) throw new InvalidArgumentError(`no group \`${value}\` (create it with groupadd, or give a number)`);
+  return group.gid;
+}
+
+/** The options of a CLI that asks the other side (not the daemon's), as parsed. */
+export interface ClientOptions {
+  timeoutMs: number;
+  json: boolean;
+  /** false with `--no-stdin`. */
+  stdin: boolean;
+}
+
+// `-t/--timeout`, `--json` (`jsonWhat`: the results it applies to) and `-n/--no-stdin`.
+export function addClientOptions(program: Command, jsonWhat: string): Command {
+  return program
+    .addOption(new Option('-t, --timeout <seconds>', 'deadline of a request; the command is terminated after it (0 = none)').default(10_000, '10').argParser(parseTimeoutSeconds))
+    .option('--json', `print machine-readable results (${jsonWhat})`, false)
+    .option('-n, --no-stdin', 'do not forward stdin to the command (it reads /dev/null)');
+}
+
+// The ClientOptions out of commander's parsed values.
+export function clientOptionsOf(parsed: Record<string, unknown>): ClientOptions {
+  return { timeoutMs: parsed.timeout as number, json: parsed.json as boolean, stdin: parsed.stdin as boolean };
+}
+
+/** The daemon's control socket options, as parsed. */
+export interface ControlOptions {
+  controlSocket: string;
+  controlMode: number;
+  controlGroup?: number;
+}
+
+// `--control-socket`, `--control-mode` and `--control-group`, with each side's defaults and notes.
+export function addControlOptions(program: Command, side: { socket: string; mode: number; modeNote: string; groupNote: string }): Command {
+  return program
+    .option('--control-socket <path>', 'the daemon\'s socket for local CLIs', side.socket)
+    .addOption(new Option('--control-mode <octal>', `file mode of the control socket${side.modeNote}`).default(side.mode, `0${side.mode.toString(8)}`).argParser(parseFileMode))
+    .addOption(new Option('--control-group <group>', `daemon: let this group use the control socket (${side.groupNote})`).argParser(parseGroup));
+}
+
+// The ControlOptions out of commander's parsed values.
+export function controlOptionsOf(parsed: Record<string, unknown>): ControlOptions {
+  return {
+    controlSocket: parsed.controlSocket as string,
+    controlMode: parsed.controlMode as number,
+    ...(parsed.controlGroup !== undefined ? { controlGroup: parsed.controlGroup as number } : {}),
+  };
 }
 
 // Add the options that shape how a daemon serves commands, and -v/-q; `channelNoun` and `peerNoun`

@@ -23,7 +23,11 @@ export interface CommandDirectoryMonitorOptions {
   checkIntervalMs: number;
   /** Every add/remove/change after the initial scan; not called after `close()`. Must not throw. */
   onChange: (event: CommandChangeEvent) => void;
+  /** Longest wait for a new watcher's first scan; then it is dropped and tried again at the next check. Default 10000. */
+  watcherReadyTimeoutMs?: number;
 }
+
+const DEFAULT_WATCHER_READY_TIMEOUT_MS = 10_000;
 
 /**
  * The candidate file names of a list of command directories.
@@ -103,7 +107,8 @@ class DirectoryMonitor implements CommandDirectoryMonitor {
   }
 
   async #readDirectoryNames(state: DirectoryState): Promise<string[]> {
-    if (this.#options.watch && !this.#closed) return [...(state.watcher?.names ?? [])];
+    // Without a watcher (not watching, closed, or the directory is missing or its watcher failed): read it.
+    if (this.#options.watch && !this.#closed && state.watcher !== undefined) return [...state.watcher.names];
     try {
       const names = (await readdir(state.directory)).filter(isCommandFileName);
       state.problem = undefined;
@@ -175,8 +180,16 @@ class DirectoryMonitor implements CommandDirectoryMonitor {
         onDirectoryGone: () => void this.#checkDirectories(),
         onError: (error) => logger.warn(`watching command directory ${state.directory} failed: ${error.message}`),
       });
-      await state.watcher.ready;
-      logger.debug(`watching command directory ${state.directory} (${state.watcher.names.size} candidate files)`);
+      // chokidar never reports ready when its first readdir fails with anything but ENOENT, EPERM, EACCES or
+      // ELOOP (ENOTDIR: replaced by a file meanwhile; EMFILE): unbounded, that wait would hold this check, and
+      // so the registry's `ready`, every list() and resolve() and close(), for ever.
+      const watcher = state.watcher;
+      if (!(await settlesWithin(watcher.ready, this.#options.watcherReadyTimeoutMs ?? DEFAULT_WATCHER_READY_TIMEOUT_MS))) {
+        logger.warn(`watching command directory ${state.directory}: the first scan did not finish; reading it directly until the next check`);
+        if (state.watcher === watcher) await this.#dropWatcher(state);
+        return;
+      }
+      logger.debug(`watching command directory ${state.directory} (${watcher.names.size} candidate files)`);
     } catch (error) {
       logger.error(`checking command directory ${state.directory} failed: ${errorMessage(error)}`);
     }
@@ -195,6 +208,17 @@ class DirectoryMonitor implements CommandDirectoryMonitor {
 
   #emit(event: CommandChangeEvent): void {
     if (!this.#closed) this.#options.onChange(event);
+  }
+}
+
+// Whether `promise` settles within `ms` (the timer goes away either way).
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true), timedOut]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -30,7 +30,8 @@ export function buildCommandEnv(input: CommandEnvInput): Record<string, string> 
     NEGOTIATOR_SIDE: input.side,
     NEGOTIATOR_PEER_SIDE: input.peer.side,
     NEGOTIATOR_COMMAND: input.command,
-    NEGOTIATOR_REQUEST_ID: String(input.requestId),
+    // The id is the peer's: an ESC or a NUL in it must not reach the command (a NUL would fail the spawn).
+    NEGOTIATOR_REQUEST_ID: sanitizePeerText(String(input.requestId), 128),
     NEGOTIATOR_PEER_NAME: sanitizePeerText(input.peer.name, 64),
     NEGOTIATOR_PEER_VERSION: sanitizePeerText(input.peer.version, 64),
     NEGOTIATOR_PEER_HOSTNAME: sanitizePeerText(input.peer.os.hostname, 255),

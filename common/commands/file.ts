@@ -68,9 +68,30 @@ export function parseCommandDescription(head: Buffer, complete: boolean): string
   return '';
 }
 
-// Read the first bytes of a file and return its description ('' when it has none or cannot be read).
-export async function readCommandDescription(filePath: string): Promise<string> {
-  const handle = await open(filePath, 'r');
+/** How execve(2) would start a file, from its first bytes. */
+export type ExecFormat = { kind: 'elf' } | { kind: 'script'; interpreter: string } | { kind: 'other' };
+
+// The kernel reads this much of a file to find a `#!` line (BINPRM_BUF_SIZE).
+const EXEC_HEAD_BYTES = 256;
+
+// Tell an ELF binary and a `#!` script (with its interpreter) from a file execve would refuse (ENOEXEC).
+export function parseExecFormat(head: Buffer): ExecFormat {
+  if (head.subarray(0, 4).equals(ELF_MAGIC)) return { kind: 'elf' };
+  if (head[0] !== 0x23 || head[1] !== 0x21) return { kind: 'other' };
+  const interpreter = /^#![ \t]*(\S+)/.exec(head.subarray(0, EXEC_HEAD_BYTES).toString('latin1').split('\n', 1)[0] ?? '')?.[1];
+  return interpreter !== undefined && path.isAbsolute(interpreter) ? { kind: 'script', interpreter } : { kind: 'other' };
+}
+
+/** What a command file's first bytes say. */
+export interface CommandFileHead {
+  description: string;
+  format: ExecFormat;
+}
+
+// Read the first bytes of a file once: its description and how execve would start it.
+export async function readCommandFileHead(filePath: string): Promise<CommandFileHead> {
+  // O_NONBLOCK: a file swapped for a FIFO since its stat must not block this open (and a threadpool thread) for ever.
+  const handle = await open(filePath, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
     const buffer = Buffer.alloc(DESCRIPTION_READ_BYTES);
     let filled = 0;
@@ -80,36 +101,52 @@ export async function readCommandDescription(filePath: string): Promise<string> 
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
-    return parseCommandDescription(buffer.subarray(0, filled), filled < buffer.length);
+    const head = buffer.subarray(0, filled);
+    return { description: parseCommandDescription(head, filled < buffer.length), format: parseExecFormat(head) };
   } finally {
     await handle.close();
   }
 }
 
-/** Remembers descriptions per path while the file's identity, size and mtime stay the same. */
-export interface DescriptionCache {
-  /** The description of an executable file, read at most once per version of the file. Never rejects. */
-  get(file: ExecutableFile): Promise<string>;
+// Whether execve would start a file of this format (one already known executable) with no shell's help:
+// an ELF binary, or a `#!` script whose interpreter is executable, checked now (it may come or go).
+export async function canExecDirectly(format: ExecFormat): Promise<boolean> {
+  if (format.kind === 'elf') return true;
+  if (format.kind !== 'script') return false;
+  try {
+    await access(format.interpreter, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Remembers each file's head (description, exec format) per path while its identity, size and mtime stay the same. */
+export interface CommandFileCache {
+  /** The head of an executable file, read at most once per version of the file. Never rejects. */
+  get(file: ExecutableFile): Promise<CommandFileHead>;
   /** Forget every path not in `paths` (files that are gone or no longer commands). */
   retain(paths: Iterable<string>): void;
 }
 
-// Create a description cache keyed by path and validated by inode, size and mtime.
-export function createDescriptionCache(onReadError?: (filePath: string, error: unknown) => void): DescriptionCache {
-  const entries = new Map<string, { key: string; description: Promise<string> }>();
+const UNREADABLE: CommandFileHead = Object.freeze({ description: '', format: Object.freeze({ kind: 'other' as const }) });
+
+// Create a file head cache keyed by path and validated by inode, size and mtime.
+export function createCommandFileCache(onReadError?: (filePath: string, error: unknown) => void): CommandFileCache {
+  const entries = new Map<string, { key: string; head: Promise<CommandFileHead> }>();
   return {
     get(file) {
       const key = `${file.stats.dev}:${file.stats.ino}:${file.stats.size}:${file.stats.mtimeMs}`;
       const cached = entries.get(file.path);
-      if (cached?.key === key) return cached.description;
-      const description: Promise<string> = readCommandDescription(file.path).catch((error: unknown) => {
+      if (cached?.key === key) return cached.head;
+      const head: Promise<CommandFileHead> = readCommandFileHead(file.path).catch((error: unknown) => {
         onReadError?.(file.path, error);
         // Do not remember a failure (the file may become readable), unless a newer read replaced it already.
-        if (entries.get(file.path)?.description === description) entries.delete(file.path);
-        return '';
+        if (entries.get(file.path)?.head === head) entries.delete(file.path);
+        return UNREADABLE;
       });
-      entries.set(file.path, { key, description });
-      return description;
+      entries.set(file.path, { key, head });
+      return head;
     },
     retain(paths) {
       const keep = new Set(paths);

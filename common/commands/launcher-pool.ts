@@ -2,11 +2,10 @@
 // command. Starting a command then costs a pipe write and an exec instead of a fork of the daemon.
 //
 // Why: libuv spawns by fork() + exec(), and fork() copies the page tables of the whole daemon, on the
-// event loop (nodejs/node#14917). On the benchmark machine, starting /bin/true that way (calls 30 ms
-// apart) takes 3.1 ms median from a 58 MiB process and 9.6 ms from a 137 MiB one (the size of a host
-// daemon holding 500 guests), against 2.2 ms through a launcher (`npm run bench:spawn`,
-// docs/benchmarks.md). A launcher is forked while the daemon is idle, and costs nothing while it waits
-// (it sleeps in read(2)).
+// event loop (nodejs/node#14917), so a start costs more the bigger the daemon (a host daemon holding 500
+// guests is big); through a launcher it does not (`npm run bench:spawn`, figures in docs/benchmarks.md,
+// "What changed for `execute`"). A launcher is forked while the daemon is idle, and costs nothing while
+// it waits (it sleeps in read(2)).
 //
 // The shell interprets nothing of the request. The request arrives on fd 3 as lines that `IFS= read -r`
 // copies verbatim into variables; each environment entry goes through `export "$kv"` (names are checked
@@ -15,9 +14,10 @@
 // the kernel would not start itself (missing, not executable, a `#!` interpreter that is missing, no
 // `#!` line at all) are not launched here: `launch` returns undefined and the caller spawns them
 // directly, which keeps the direct path's behaviour and its spawn errors (a shell would only print
-// one and exit 126 or 127).
+// one and exit 126 or 127). The caller says which files the kernel would start (the command registry
+// reads that with the description, asynchronously and once per version of the file): `launch` runs on
+// the event loop and touches no file.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 
@@ -86,9 +86,11 @@ export class LauncherPool {
   /**
    * Start `argv` with exactly `env` through a ready launcher, in its own process group (the launcher's),
    * with stdout and stderr piped, and stdin piped (`stdin`) or /dev/null. Undefined: spawn it directly.
+   * `launchable`: execve would start the command with no shell's help (ResolvedCommand.launchable); a
+   * wrapper in front of it (argv[0], `prlimit`) was checked at start-up.
    */
-  launch(argv: readonly string[], env: Readonly<Record<string, string>>, stdin: boolean): ChildProcess | undefined {
-    const launcher = this.#disabled ? undefined : this.#takeReady();
+  launch(argv: readonly string[], env: Readonly<Record<string, string>>, stdin: boolean, launchable: boolean): ChildProcess | undefined {
+    const launcher = this.#disabled || !launchable ? undefined : this.#takeReady();
     const request = launcher ? encodeRequest(argv, env, stdin) : undefined;
     if (!launcher || request === undefined) {
       // A request it cannot carry leaves the launcher ready for the next one.
@@ -129,8 +131,8 @@ export class LauncherPool {
     return undefined;
   }
 
-  // Refill once commands have stopped starting for a moment. A fork stalls the event loop (~1 to 5 ms,
-  // growing with the daemon's memory) and, made while commands keep coming, it would sit in front of the
+  // Refill once commands have stopped starting for a moment. A fork stalls the event loop (longer the
+  // bigger the daemon, docs/benchmarks.md) and, made while commands keep coming, it would sit in front of the
   // next one: under a steady stream commands are spawned directly, as without a pool, and the launchers
   // are forked in the first pause.
   #scheduleFill(delayMs = REFILL_AFTER_IDLE_MS): void {
@@ -194,7 +196,7 @@ function setReferenced(child: ChildProcess, referenced: boolean): void {
 // The request lines, or undefined when a launcher cannot carry it faithfully.
 function encodeRequest(argv: readonly string[], env: Readonly<Record<string, string>>, stdin: boolean): string | undefined {
   const file = argv[0];
-  if (file === undefined || !path.isAbsolute(file) || argv.length > MAX_WORDS || !kernelWouldExec(file)) return undefined;
+  if (file === undefined || !path.isAbsolute(file) || argv.length > MAX_WORDS) return undefined;
   const entries = Object.entries(env);
   const lines = [stdin ? '1' : '0', String(entries.length)];
   for (const [name, value] of entries) {
@@ -210,49 +212,26 @@ function encodeRequest(argv: readonly string[], env: Readonly<Record<string, str
   return Buffer.byteLength(request) <= MAX_REQUEST_BYTES ? request : undefined;
 }
 
-// True when execve(file) would start it: an executable ELF binary, or an executable `#!` script whose
-// interpreter exists and is executable.
-function kernelWouldExec(file: string): boolean {
-  if (!isExecutable(file)) return false;
-  const head = readHead(file);
-  if (!head) return false;
-  if (head[0] === 0x7f && head.subarray(1, 4).toString('latin1') === 'ELF') return true;
-  if (head[0] !== 0x23 || head[1] !== 0x21) return false;
-  const interpreter = /^#![ \t]*(\S+)/.exec(head.toString('latin1').split('\n', 1)[0] ?? '')?.[1];
-  return interpreter !== undefined && path.isAbsolute(interpreter) && isExecutable(interpreter);
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function readHead(file: string): Buffer | undefined {
-  let fd: number | undefined;
-  try {
-    fd = openSync(file, 'r');
-    const head = Buffer.alloc(256);
-    return head.subarray(0, readSync(fd, head, 0, head.length, 0));
-  } catch {
-    return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
 const sharedPools = new Map<string, LauncherPool>();
 
-/** The process-wide pool for commands run from `cwd` as `uid`:`gid` (daemon-wide, whatever the connection). */
+/**
+ * A process-wide pool of `size` launchers for commands run from `cwd` as `uid`:`gid`, for callers that own
+ * no pool (a daemon creates and closes its own). Never closed: its waiting launchers end with the process.
+ */
 export function sharedLauncherPool(options: LauncherPoolOptions): LauncherPool {
-  const key = `${options.cwd}\0${options.uid ?? ''}\0${options.gid ?? ''}`;
+  const key = `${options.size}\0${options.cwd}\0${options.uid ?? ''}\0${options.gid ?? ''}`;
   let pool = sharedPools.get(key);
   if (!pool) {
     pool = new LauncherPool(options);
     sharedPools.set(key, pool);
   }
   return pool;
+}
+
+// The pool a daemon owns for its commands (run from `/`), or undefined for `prespawn` 0. The daemon
+// closes it when it stops.
+export function createDaemonLauncherPool(limits: { prespawn?: number; uid?: number; gid?: number }): LauncherPool | undefined {
+  const size = limits.prespawn ?? 2;
+  if (size <= 0) return undefined;
+  return new LauncherPool({ size, cwd: '/', ...(limits.uid !== undefined ? { uid: limits.uid } : {}), ...(limits.gid !== undefined ? { gid: limits.gid } : {}) });
 }

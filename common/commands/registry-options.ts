@@ -18,7 +18,7 @@ export interface CommandRegistryOptions {
   logger?: Logger;
   /** Keep a live index with chokidar (default true). False: read the directories on every call (one-shot CLIs). */
   watch?: boolean;
-  /** With `watch`: how often missing directories are checked for appearing, and watched ones for removal. Default 1000. */
+  /** With `watch`: how often missing directories are checked for appearing, and watched ones for removal. Default 5000 (`DEFAULT_DIRECTORY_CHECK_INTERVAL_MS`). */
   directoryCheckIntervalMs?: number;
 }
 

@@ -2,10 +2,11 @@
 // The directory monitor tells which names exist; every list/resolve re-stats the files, since a chmod may
 // go unreported by the watcher.
 import {
-  createDescriptionCache,
+  canExecDirectly,
+  createCommandFileCache,
   inspectCommandFile,
   isExecutableFile,
-  type DescriptionCache,
+  type CommandFileCache,
   type ExecutableFile,
 } from './file.js';
 import { createCommandDirectoryMonitor, type CommandDirectoryMonitor } from './directory-monitor.js';
@@ -28,6 +29,12 @@ export interface ResolvedCommand extends CommandInfo {
   path: string;
   /** The command directory it was found in. */
   directory: string;
+  /**
+   * execve would start it with no shell's help (an ELF binary, or a `#!` script whose interpreter is
+   * executable), so a pre-forked launcher may exec it (common/commands/launcher-pool.ts). Read with the
+   * description, once per version of the file; the interpreter is checked at every resolve.
+   */
+  launchable: boolean;
 }
 
 /**
@@ -57,13 +64,13 @@ class CommandRegistryImpl implements CommandRegistry {
   readonly ready: Promise<void>;
   readonly #monitor: CommandDirectoryMonitor;
   readonly #listeners = new Set<(event: CommandChangeEvent) => void>();
-  readonly #descriptions: DescriptionCache;
+  readonly #heads: CommandFileCache;
   #closing: Promise<void> | undefined;
 
   constructor(options: ResolvedCommandRegistryOptions) {
     this.options = options;
     const { logger } = options;
-    this.#descriptions = createDescriptionCache((filePath, error) =>
+    this.#heads = createCommandFileCache((filePath, error) =>
       logger.debug(`cannot read the description of ${filePath}: ${errorMessage(error)}`),
     );
     this.#monitor = createCommandDirectoryMonitor({
@@ -91,7 +98,8 @@ class CommandRegistryImpl implements CommandRegistry {
     const file = files[index];
     const directory = directories[index];
     if (file === undefined || directory === undefined || !isExecutableFile(file)) return undefined;
-    return { name: valid, path: file.path, directory, description: await this.#descriptions.get(file) };
+    const { description, format } = await this.#heads.get(file);
+    return { name: valid, path: file.path, directory, description, launchable: await canExecDirectly(format) };
   }
 
   onChange(listener: (event: CommandChangeEvent) => void): () => void {
@@ -109,7 +117,7 @@ class CommandRegistryImpl implements CommandRegistry {
     return this.#closing;
   }
 
-  async #findCommands(): Promise<ResolvedCommand[]> {
+  async #findCommands(): Promise<Array<Omit<ResolvedCommand, 'launchable'>>> {
     await this.ready;
     const { directories } = this.options;
     const names = await this.#monitor.readNames();
@@ -132,10 +140,10 @@ class CommandRegistryImpl implements CommandRegistry {
         name,
         path: file.path,
         directory,
-        description: await this.#descriptions.get(file),
+        description: (await this.#heads.get(file)).description,
       })),
     );
-    this.#descriptions.retain(commands.map((command) => command.path));
+    this.#heads.retain(commands.map((command) => command.path));
     return commands.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 

@@ -1,9 +1,10 @@
 // Resource limits and the user commands run as, resolved once at start-up. Node cannot set rlimits on a
 // child, so limits are applied by util-linux `prlimit` as an argv prefix (no shell involved).
-import { access, constants, readFile } from 'node:fs/promises';
+import { access, constants } from 'node:fs/promises';
 import path from 'node:path';
 import { COMMAND_PATH } from './runner.js';
 import { ConfigError } from '../wire/errors.js';
+import { systemIdentities, type IdentityLookup } from '../base/identity.js';
 
 /** The limits `--rlimit` accepts, by prlimit's option names. */
 export const RLIMITS = {
@@ -54,21 +55,17 @@ export interface RunAs {
   home: string;
 }
 
-// Look a user up in /etc/passwd (name or numeric uid) for `--run-as`.
-export async function resolveRunAs(user: string, passwdPath = '/etc/passwd'): Promise<RunAs> {
-  const lines = (await readFile(passwdPath, 'utf8')).split('\n');
-  for (const line of lines) {
-    const [name, , uid, gid, , home] = line.split(':');
-    if (name === user || uid === user) {
-      if (uid === undefined || gid === undefined) break;
-      return { uid: Number(uid), gid: Number(gid), home: home || '/' };
-    }
+// Look the `--run-as` user up (name or numeric uid) as the system does: getent, then /etc/passwd.
+export function resolveRunAs(user: string, identities: IdentityLookup = systemIdentities): RunAs {
+  const entry = identities.user(user);
+  if (!entry) {
+    throw new ConfigError(`\`--run-as ${user}\`: no such user (neither \`getent passwd ${user}\` nor /etc/passwd knows it); create it (useradd --system ${user}) or give an existing one`);
   }
-  throw new ConfigError(`\`--run-as ${user}\`: no such user in ${passwdPath}; create it (useradd --system ${user}) or give an existing one`);
+  return { uid: entry.uid, gid: entry.gid, home: entry.home };
 }
 
 // The service options for `--rlimit` and `--run-as` values (validated here, before any daemon I/O).
 export async function resolveCommandIdentity(rlimits: readonly string[], runAs: string | undefined): Promise<{ wrapper: string[]; uid?: number; gid?: number; home?: string }> {
   const wrapper = await resolveLimitsWrapper(rlimits.map(parseResourceLimit));
-  return runAs === undefined ? { wrapper } : { wrapper, ...(await resolveRunAs(runAs)) };
+  return runAs === undefined ? { wrapper } : { wrapper, ...resolveRunAs(runAs) };
 }

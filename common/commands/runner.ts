@@ -1,14 +1,15 @@
 // Runs one command file: no shell, a clean environment, its own process group, and a deadline after
 // which (or on abort) the whole group gets SIGTERM, then SIGKILL after a grace delay.
 //
-// node:child_process rather than execa on this path: execa's per-call machinery cost about 1 ms of
-// the 3.5 ms an `execute true` took, and the garbage it leaves grows the daemon's RSS, which fork()
-// (libuv spawns by fork + exec) pays for on every later command (docs/benchmarks.md, issue 7).
-import { spawn } from 'node:child_process';
+// node:child_process rather than execa on this path: execa's per-call machinery was a large share of an
+// `execute true`, and the garbage it leaves grows the daemon's RSS, which fork() (libuv spawns by
+// fork + exec) pays for on every later command (figures in docs/benchmarks.md, issue 7).
+import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { RpcError, errorMessage } from '../wire/errors.js';
 import type { LauncherPool } from './launcher-pool.js';
+import { setLongTimeout, type LongTimer } from '../base/long-timer.js';
 import { ERROR_CODES } from '../wire/protocol.js';
 
 /** The PATH every command gets, whatever the daemon's own environment. */
@@ -35,6 +36,8 @@ export interface RunCommandOptions {
   gid?: number;
   /** Pre-forked launchers (working directory `/`) to start it with when one is ready and `cwd` is not given (common/commands/launcher-pool.ts); else spawned here. */
   launchers?: LauncherPool;
+  /** execve would start `file` with no shell's help (ResolvedCommand.launchable): only then may a launcher start it. */
+  launchable?: boolean;
 }
 
 export interface CommandOutcome {
@@ -59,23 +62,14 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   const started = performance.now();
   const [file, ...prefixArgs] = options.wrapper && options.wrapper.length > 0 ? [...options.wrapper, options.file] : [options.file];
   const argv = [file!, ...prefixArgs, ...options.args];
-  // The launchers run commands from `/` (sharedLauncherPool in command-service.ts); any other cwd is spawned here.
+  // The launchers run commands from `/`; any other cwd is spawned here.
   const launchers = options.cwd === undefined ? options.launchers : undefined;
-  const subprocess = launchers?.launch(argv, options.env, options.stdin) ?? spawn(argv[0]!, argv.slice(1), {
-    env: options.env,
-    shell: false,
-    cwd: options.cwd ?? '/',
-    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
-    // Own process group, so that a deadline or cancel reaches everything the command started.
-    detached: true,
-    ...(options.uid !== undefined ? { uid: options.uid } : {}),
-    ...(options.gid !== undefined ? { gid: options.gid } : {}),
-  });
+  const subprocess = launchers?.launch(argv, options.env, options.stdin, options.launchable === true) ?? spawnDirect(argv, options);
   const stdout = subprocess.stdout!;
   const stderr = subprocess.stderr!;
   let timedOut = false;
   let isCanceled = false;
-  let killTimer: NodeJS.Timeout | undefined;
+  let killTimer: LongTimer | undefined;
   let exited = false;
 
   const killGroup = (signal: NodeJS.Signals): void => {
@@ -90,12 +84,11 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   const terminate = (): void => {
     if (killTimer) return;
     killGroup('SIGTERM');
-    killTimer = setTimeout(() => killGroup('SIGKILL'), options.killGraceMs);
-    killTimer.unref();
+    killTimer = setLongTimeout(() => killGroup('SIGKILL'), options.killGraceMs).unref();
   };
   const deadline =
     options.timeoutMs > 0
-      ? setTimeout(() => {
+      ? setLongTimeout(() => {
           timedOut = true;
           terminate();
         }, options.timeoutMs)
@@ -129,9 +122,9 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
   });
   const outcome = new Promise<CommandOutcome>((resolve, reject) => {
     subprocess.once('close', (exitCode: number | null, signal: NodeJS.Signals | null) => {
-      clearTimeout(deadline);
+      deadline?.clear();
       options.signal.removeEventListener('abort', onAbort);
-      if (killTimer && exited) clearTimeout(killTimer);
+      if (killTimer && exited) killTimer.clear();
       if (spawnFailure) {
         reject(spawnError(options.file, spawnFailure));
         return;
@@ -146,6 +139,27 @@ export function runCommand(options: RunCommandOptions): RunningCommand {
     });
   });
   return { pid: subprocess.pid, stdout, stderr, stdin: options.stdin ? subprocess.stdin : null, outcome };
+}
+
+// Some spawn failures throw at once instead of emitting 'error' (E2BIG: an argument over the kernel's
+// 128 KiB per-string limit): they are the command's failure to start, answered `spawnFailed`.
+function spawnDirect(argv: string[], options: RunCommandOptions): ChildProcess {
+  try {
+    return spawn(argv[0]!, argv.slice(1), {
+      env: options.env,
+      shell: false,
+      cwd: options.cwd ?? '/',
+      stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      // Own process group, so that a deadline or cancel reaches everything the command started.
+      detached: true,
+      ...(options.uid !== undefined ? { uid: options.uid } : {}),
+      ...(options.gid !== undefined ? { gid: options.gid } : {}),
+    });
+  } catch (error) {
+    const cause = error as NodeJS.ErrnoException;
+    if (typeof cause.errno === 'number' || (cause.code !== undefined && /^E[A-Z0-9]+$/.test(cause.code))) throw spawnError(options.file, cause);
+    throw error;
+  }
 }
 
 function spawnError(file: string, cause: NodeJS.ErrnoException): RpcError {

@@ -6,6 +6,7 @@ import type { AgentSession } from './agent-session.js';
 import type { ByteChannel } from '../wire/byte-channel.js';
 import { ChannelClosedError, TimeoutError, errorMessage } from '../wire/errors.js';
 import type { Logger } from '../base/logger.js';
+import { setLongTimeout } from '../base/long-timer.js';
 import type { RpcPeer } from '../wire/rpc-peer.js';
 
 export interface ChannelKeeperOptions {
@@ -89,8 +90,8 @@ export function keepChannel(options: ChannelKeeperOptions): ChannelKeeper {
           throw new TimeoutError(`${options.label}: no channel within ${timeoutMs} ms${lastError ? ` (${lastError})` : ''}`, timeoutMs);
         }
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, left);
-          const wake = (): void => (clearTimeout(timer), sessionWaiters.delete(wake), resolve());
+          const timer = setLongTimeout(resolve, left);
+          const wake = (): void => (timer.clear(), sessionWaiters.delete(wake), resolve());
           sessionWaiters.add(wake);
         });
       }

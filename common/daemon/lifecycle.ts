@@ -2,6 +2,7 @@
 // when run as a Type=notify service), and stop cleanly on SIGTERM/SIGINT with a bounded grace period.
 import { errorMessage } from '../wire/errors.js';
 import type { Logger } from '../base/logger.js';
+import { setLongTimeout } from '../base/long-timer.js';
 
 // Log readiness and, under systemd (NOTIFY_SOCKET set), send READY=1 through systemd-notify (Node has no
 // UNIX datagram sockets; the unit needs NotifyAccess=all for a helper process to notify).
@@ -29,7 +30,7 @@ export function stopOnSignals(logger: Logger, stop: (signal: NodeJS.Signals) => 
     }
     stopping = true;
     logger.info(`received ${signal}: stopping`);
-    setTimeout(() => {
+    setLongTimeout(() => {
       logger.error(`stopping took longer than ${hardLimitMs} ms: exiting anyway`);
       process.exit(1);
     }, hardLimitMs).unref();

@@ -1,7 +1,9 @@
 // Turns the serving options both CLIs share into what a daemon needs: its command directories (the
 // user's, then the built-in ones) and the command limits, with --rlimit and --run-as resolved.
 import { builtinCommandsDirectory } from '../commands/builtin.js';
-import { DEFAULT_COMMAND_DIRECTORY, type ServingOptions } from '../cli/options.js';
+import { DEFAULT_COMMAND_DIRECTORY, type ServingOptions } from './serving-options.js';
+
+export { DEFAULT_COMMAND_DIRECTORY, type ServingOptions };
 import type { ExecuteServerOptions } from '../execute/server.js';
 import { resolveCommandIdentity } from '../commands/resource-limits.js';
 

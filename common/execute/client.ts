@@ -4,6 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import { bulkDataOf } from '../wire/bulk-line.js';
 import { ConfigError, RpcError } from '../wire/errors.js';
 import { FlowWindow } from './flow-window.js';
+import { validateExecuteResult } from './params.js';
 import {
   DEFAULT_TIMEOUT_MS,
   DEFAULT_WINDOW_BYTES,
@@ -115,7 +116,7 @@ export async function executeRemote(peer: RpcPeer, options: ExecuteOptions): Pro
   });
   const stdinDone = options.stdin !== undefined ? pumpInput(peer, id, options.stdin, input, signal) : Promise.resolve();
   try {
-    const result = (await response) as ExecuteResult;
+    const result = validateExecuteResult(await response);
     await delivery;
     if (deliveryError) throw deliveryError;
     return result;

@@ -1,7 +1,8 @@
-// Validation of `execute` params from an untrusted peer.
+// Validation of `execute` params and results from an untrusted peer.
 import { validateCommandName } from '../commands/name.js';
 import { RpcError } from '../wire/errors.js';
-import { ERROR_CODES, MAX_CHUNK_BYTES, isRecord, type ExecuteParams } from '../wire/protocol.js';
+import { describeValue } from '../wire/json-limits.js';
+import { ERROR_CODES, MAX_CHUNK_BYTES, isRecord, type ExecuteParams, type ExecuteResult } from '../wire/protocol.js';
 
 const MAX_ARGS = 4096;
 const MAX_ARGS_BYTES = 1024 * 1024;
@@ -29,11 +30,43 @@ export function validateExecuteParams(params: unknown): ExecuteParams {
   if (typeof stdin !== 'boolean') throw invalid('`stdin` must be a boolean');
   const timeoutMs = params.timeoutMs ?? 0;
   if (typeof timeoutMs !== 'number' || !Number.isSafeInteger(timeoutMs) || timeoutMs < 0) {
-    throw invalid(`\`timeoutMs\` must be a non-negative integer (0 = none), got ${JSON.stringify(timeoutMs)}`);
+    throw invalid(`\`timeoutMs\` must be a non-negative integer (0 = none), got ${describeValue(timeoutMs)}`);
   }
   const window = params.window ?? MIN_WINDOW;
   if (typeof window !== 'number' || !Number.isSafeInteger(window) || window < MIN_WINDOW || window > MAX_WINDOW) {
-    throw invalid(`\`window\` must be an integer from ${MIN_WINDOW} to ${MAX_WINDOW}, got ${JSON.stringify(window)}`);
+    throw invalid(`\`window\` must be an integer from ${MIN_WINDOW} to ${MAX_WINDOW}, got ${describeValue(window)}`);
   }
   return { command, args: args as string[], stdin, timeoutMs, window };
+}
+
+const SIGNAL_NAME = /^SIG[A-Z0-9+-]{1,16}$/;
+const isCount = (value: unknown): value is number => typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+
+// Check the serving side's answer to `execute` and rebuild it field by field: the CLI's exit code comes
+// from it, so `{"timedOut":"no"}` or `"x"` must fail the request (exit 255), not pass for an outcome.
+export function validateExecuteResult(value: unknown): ExecuteResult {
+  const bad = (what: string): RpcError => new RpcError(ERROR_CODES.internalError, `the other side answered \`execute\` with a malformed result: ${what}`);
+  if (!isRecord(value)) throw bad(`expected an object, got ${describeValue(value)}`);
+  const { exitCode, signal } = value;
+  if (exitCode !== null && !(typeof exitCode === 'number' && Number.isSafeInteger(exitCode) && exitCode >= 0 && exitCode <= 255)) {
+    throw bad(`\`exitCode\` must be null or an integer 0..255, got ${describeValue(exitCode)}`);
+  }
+  if (signal !== null && !(typeof signal === 'string' && SIGNAL_NAME.test(signal))) throw bad(`\`signal\` must be null or a signal name, got ${describeValue(signal)}`);
+  if (exitCode === null && signal === null) throw bad('neither `exitCode` nor `signal` is set');
+  for (const key of ['timedOut', 'isCanceled', 'outputTruncated'] as const) {
+    if (typeof value[key] !== 'boolean') throw bad(`\`${key}\` must be a boolean, got ${describeValue(value[key])}`);
+  }
+  for (const key of ['durationMs', 'stdoutBytes', 'stderrBytes'] as const) {
+    if (!isCount(value[key])) throw bad(`\`${key}\` must be a non-negative integer, got ${describeValue(value[key])}`);
+  }
+  return {
+    exitCode,
+    signal,
+    timedOut: value.timedOut as boolean,
+    isCanceled: value.isCanceled as boolean,
+    durationMs: value.durationMs as number,
+    stdoutBytes: value.stdoutBytes as number,
+    stderrBytes: value.stderrBytes as number,
+    outputTruncated: value.outputTruncated as boolean,
+  };
 }

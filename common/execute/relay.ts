@@ -2,12 +2,12 @@
 // forwarding them to an upstream peer (the other side's agent), so any number of CLIs share one channel.
 // Output and stdin keep their flow control end to end: each hop holds at most one window per request.
 import { bulkDataOf } from '../wire/bulk-line.js';
-import { errorMessage } from '../wire/errors.js';
+import { RpcError, errorMessage } from '../wire/errors.js';
 import { executeRemote } from './client.js';
 import { validateExecuteParams } from './params.js';
 import { FlowWindow } from './flow-window.js';
 import type { Logger } from '../base/logger.js';
-import { METHODS, isRecord, isRequestId, type ExecuteResult, type OutputStream, type RequestId } from '../wire/protocol.js';
+import { ERROR_CODES, METHODS, isRecord, isRequestId, type ExecuteResult, type OutputStream, type RequestId } from '../wire/protocol.js';
 import type { RpcPeer } from '../wire/rpc-peer.js';
 
 export interface ExecuteRelayOptions {
@@ -21,6 +21,8 @@ export interface ExecuteRelayOptions {
 interface RelayedRequest {
   output: FlowWindow;
   input: InputQueue;
+  window: number;
+  abort: (error: Error) => void;
 }
 
 // Register the relay on `downstream`.
@@ -38,7 +40,15 @@ export function registerExecuteRelay(downstream: RpcPeer, options: ExecuteRelayO
     const execute = validateExecuteParams(params);
     // Registered before the first await: the caller's stdin chunks follow the request at once and
     // must find it (they wait in the queue, bounded by the caller's window).
-    const relayed: RelayedRequest = { output: new FlowWindow(execute.window), input: new InputQueue() };
+    const controller = new AbortController();
+    const relayed: RelayedRequest = {
+      output: new FlowWindow(execute.window),
+      // What waits here counts against the caller's connection: a caller that ignores the window stops
+      // being read (message-writer.ts) instead of growing the daemon.
+      input: new InputQueue((delta) => downstream.adjustHeld(delta)),
+      window: execute.window,
+      abort: (error) => controller.abort(error),
+    };
     active.set(context.id, relayed);
     const sink = (stream: OutputStream) => async (chunk: Buffer) => {
       if (!(await relayed.output.reserve(chunk.length))) return;
@@ -51,7 +61,7 @@ export function registerExecuteRelay(downstream: RpcPeer, options: ExecuteRelayO
         args: execute.args,
         timeoutMs: execute.timeoutMs,
         window: execute.window,
-        signal: context.signal,
+        signal: AbortSignal.any([context.signal, controller.signal]),
         stdout: sink('stdout'),
         stderr: sink('stderr'),
         ...(execute.stdin
@@ -60,12 +70,14 @@ export function registerExecuteRelay(downstream: RpcPeer, options: ExecuteRelayO
       });
       options.onRelayed?.({ params: raw, result });
       return result;
-    } catch (error) {
+    } catch (caught) {
+      // Our own abort (a flow-control violation) is the reason, not the cancel it caused upstream.
+      const error: unknown = controller.signal.aborted ? controller.signal.reason : caught;
       options.onRelayed?.({ params: raw, error: errorMessage(error) });
       throw error;
     } finally {
       relayed.output.close();
-      relayed.input.end();
+      relayed.input.discard();
       active.delete(context.id);
     }
   });
@@ -80,6 +92,11 @@ export function registerExecuteRelay(downstream: RpcPeer, options: ExecuteRelayO
     const relayed = find(params);
     if (!relayed || !isRecord(params)) return;
     const data = bulkDataOf(params);
+    if (data && relayed.input.bytes + data.length > relayed.window * 2) {
+      relayed.input.discard();
+      relayed.abort(new RpcError(ERROR_CODES.flowControl, `flow-control violation: more than ${relayed.window * 2} stdin bytes sent without acknowledgement`));
+      return;
+    }
     if (data) relayed.input.push(data);
     if (params.eof === true) relayed.input.end();
   });
@@ -93,22 +110,43 @@ export function registerExecuteRelay(downstream: RpcPeer, options: ExecuteRelayO
 /** Chunks pushed by notifications, pulled by the upstream stdin pump; bounded by the sender's window. */
 class InputQueue {
   #chunks: Buffer[] = [];
+  #bytes = 0;
   #ended = false;
   #wake: (() => void) | undefined;
+  readonly #account: (delta: number) => void;
 
+  constructor(account: (delta: number) => void) {
+    this.#account = account;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
   push(chunk: Buffer): void {
     if (this.#ended) return;
     this.#chunks.push(chunk);
+    this.#bytes += chunk.length;
+    this.#account(chunk.length);
     this.#wake?.();
   }
+  /** No more input: what is queued is still taken. */
   end(): void {
     this.#ended = true;
     this.#wake?.();
+  }
+  /** The request is over: drop what is queued. */
+  discard(): void {
+    this.#account(-this.#bytes);
+    this.#bytes = 0;
+    this.#chunks = [];
+    this.end();
   }
   async *iterate(onTaken: (bytes: number) => void): AsyncGenerator<Buffer> {
     for (;;) {
       const chunk = this.#chunks.shift();
       if (chunk) {
+        this.#bytes -= chunk.length;
+        this.#account(-chunk.length);
         onTaken(chunk.length);
         yield chunk;
         continue;

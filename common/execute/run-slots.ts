@@ -1,6 +1,7 @@
 // How many commands an execute server runs at once: a slot per running command, a bounded queue of
 // requests waiting for one (each leaves the queue when its request is aborted), and a way to wait until
 // nothing runs or waits (the daemons' graceful stop).
+import { setLongTimeout } from '../base/long-timer.js';
 import { CanceledError, RpcError } from '../wire/errors.js';
 import { ERROR_CODES } from '../wire/protocol.js';
 
@@ -59,9 +60,9 @@ export class RunSlots {
   idle(timeoutMs: number): Promise<boolean> {
     if (this.#running === 0 && this.#queue.length === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), timeoutMs);
+      const timer = setLongTimeout(() => resolve(false), timeoutMs);
       this.#idleWaiters.push(() => {
-        clearTimeout(timer);
+        timer.clear();
         resolve(true);
       });
     });

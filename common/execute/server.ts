@@ -5,9 +5,10 @@ import { buildCommandEnv } from '../commands/env.js';
 import { runCommand, type RunningCommand } from '../commands/runner.js';
 import { CanceledError, ConfigError, RpcError, errorMessage } from '../wire/errors.js';
 import { validateExecuteParams } from './params.js';
+import { describeValue } from '../wire/json-limits.js';
 import { FlowWindow } from './flow-window.js';
 import { RunSlots } from './run-slots.js';
-import { sharedLauncherPool } from '../commands/launcher-pool.js';
+import { sharedLauncherPool, type LauncherPool } from '../commands/launcher-pool.js';
 import { silentLogger, type Logger } from '../base/logger.js';
 import {
   ERROR_CODES,
@@ -28,7 +29,7 @@ import type { RequestContext, RpcPeer } from '../wire/rpc-peer.js';
 /** Where commands come from (common/commands/registry.ts implements it). */
 export interface CommandSource {
   list(): Promise<CommandInfo[]>;
-  resolve(name: string): Promise<{ path: string } | undefined>;
+  resolve(name: string): Promise<{ path: string; launchable?: boolean } | undefined>;
 }
 
 export interface ExecuteServerOptions {
@@ -53,6 +54,8 @@ export interface ExecuteServerOptions {
    * directly. Default 2.
    */
   prespawn?: number;
+  /** The launchers to use when `prespawn` > 0, owned and closed by the caller (the daemon); default a process-wide pool never closed. */
+  launchers?: LauncherPool;
   /** argv prefix applied to every command (resource limits, e.g. `prlimit ... --`). */
   wrapper?: readonly string[];
   /** Run commands as this user and group (`--run-as`), with `home` as HOME. */
@@ -66,8 +69,8 @@ export interface ExecuteServerOptions {
   /** Called once per finished execute (for the daemons' logs). */
   onExecuted?: (record: ExecutedRecord) => void;
 }
-type ResolvedOptions = Readonly<Required<Omit<ExecuteServerOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted'>>> &
-  Pick<ExecuteServerOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted'>;
+type ResolvedOptions = Readonly<Required<Omit<ExecuteServerOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted' | 'launchers'>>> &
+  Pick<ExecuteServerOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted' | 'launchers'>;
 
 export interface ExecutedRecord {
   command: string;
@@ -137,7 +140,7 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
   const log = config.logger;
   const launchers =
     config.prespawn > 0
-      ? sharedLauncherPool({ size: config.prespawn, cwd: '/', ...(config.uid !== undefined ? { uid: config.uid } : {}), ...(config.gid !== undefined ? { gid: config.gid } : {}) })
+      ? config.launchers ?? sharedLauncherPool({ size: config.prespawn, cwd: '/', ...(config.uid !== undefined ? { uid: config.uid } : {}), ...(config.gid !== undefined ? { gid: config.gid } : {}) })
       : undefined;
   launchers?.warm();
   const executions = new Map<RequestId, Execution>();
@@ -174,8 +177,11 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
       }
       await slots.acquire(controller.signal);
       try {
-        const result = await runExecution(execution, resolved.path, receivedAt, controller.signal);
+        const result = await runExecution(execution, resolved, receivedAt, controller.signal);
         record.result = result;
+        // Canceled (a `cancel`, a flow-control violation, shutdown): answered with that error, as
+        // docs/protocol.md says, once the command's process group has ended.
+        if (result.isCanceled) throw controller.signal.reason instanceof Error ? controller.signal.reason : new CanceledError('canceled');
         return result;
       } finally {
         slots.release();
@@ -191,7 +197,7 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
     }
   });
 
-  async function runExecution(execution: Execution, file: string, receivedAt: number, signal: AbortSignal): Promise<ExecuteResult> {
+  async function runExecution(execution: Execution, command: { path: string; launchable?: boolean }, receivedAt: number, signal: AbortSignal): Promise<ExecuteResult> {
     const { params, context } = execution;
     // The caller's deadline counts from when the request arrived, time in the queue included.
     const requested = params.timeoutMs === 0 ? config.maxTimeoutMs : Math.min(params.timeoutMs, config.maxTimeoutMs || params.timeoutMs);
@@ -211,7 +217,8 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
       ...(config.home !== undefined ? { home: config.home } : {}),
     });
     const child = runCommand({
-      file,
+      file: command.path,
+      launchable: command.launchable === true,
       args: params.args,
       env,
       stdin: params.stdin,
@@ -291,7 +298,7 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
     const execution = findExecution(params, 'execute.outputAck');
     if (!execution || !isRecord(params)) return;
     if (!execution.output.ack(params.bytes as number)) {
-      log.warn(`${peer.options.label}: \`execute.outputAck\` of ${JSON.stringify(params.bytes)} bytes for request ${String(execution.context.id)} is more than was sent; canceling it`);
+      log.warn(`${peer.options.label}: \`execute.outputAck\` of ${describeValue(params.bytes)} bytes for request ${String(execution.context.id)} is more than was sent; canceling it`);
       execution.abort(new RpcError(ERROR_CODES.flowControl, 'flow-control violation: acknowledged more output than was sent'));
     }
   });
@@ -326,7 +333,7 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
   function findExecution(params: unknown, method: string): Execution | undefined {
     const id = isRecord(params) ? params.id : undefined;
     const execution = isRequestId(id) ? executions.get(id) : undefined;
-    if (!execution) log.debug(`${peer.options.label}: \`${method}\` for unknown or finished request ${JSON.stringify(id)}; ignored`);
+    if (!execution) log.debug(`${peer.options.label}: \`${method}\` for unknown or finished request ${describeValue(id)}; ignored`);
     return execution;
   }
 

@@ -1,6 +1,10 @@
 // Errors: one wire error type (RpcError, serialized by toJSON) and a few local Error subclasses with
 // stable names. Messages say what failed, the offending value, and the fix.
+import { describeValue, exceedsDepth } from './json-limits.js';
 import { ERROR_CODES, isRecord, type ErrorObject } from './protocol.js';
+
+/** Longest error message kept from a peer (the rest is cut, saying how much). */
+const MAX_WIRE_MESSAGE = 4096;
 
 /** An error that crosses the wire as `{code, message, data?}`. */
 export class RpcError extends Error {
@@ -21,11 +25,13 @@ export class RpcError extends Error {
   }
 
   // Rebuild an error received from the peer; a malformed one becomes an internal error that says so.
+  // Never throws: a request settles with whatever this returns.
   static fromWire(value: unknown): RpcError {
-    if (isRecord(value) && typeof value.code === 'number' && typeof value.message === 'string') {
-      return new RpcError(value.code, value.message, value.data);
+    if (isRecord(value) && Number.isSafeInteger(value.code) && typeof value.message === 'string') {
+      const message = truncateForLog(value.message, MAX_WIRE_MESSAGE);
+      return exceedsDepth(value.data, 16) ? new RpcError(value.code as number, message) : new RpcError(value.code as number, message, value.data);
     }
-    return new RpcError(ERROR_CODES.internalError, `peer sent a malformed error object: ${truncateForLog(JSON.stringify(value))}`);
+    return new RpcError(ERROR_CODES.internalError, `peer sent a malformed error object: ${describeValue(value, 120)}`);
   }
 }
 

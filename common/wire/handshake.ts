@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../base/logger.js';
 import { RpcError } from './errors.js';
+import { describeValue } from './json-limits.js';
 import type { MessageWriter } from './message-writer.js';
 import { ERROR_CODES, METHODS, SIDES, isRecord, type AgentInfo, type OsInfo, type Side } from './protocol.js';
 
@@ -18,7 +19,7 @@ function readText(record: Record<string, unknown>, key: string, required: boolea
   const value = record[key];
   if (value === undefined && !required) return undefined;
   if (typeof value !== 'string' || value.length > MAX_TEXT) {
-    throw new RpcError(ERROR_CODES.invalidParams, `hello: \`${key}\` must be a string of at most ${MAX_TEXT} characters, got ${JSON.stringify(value)?.slice(0, 60)}`);
+    throw new RpcError(ERROR_CODES.invalidParams, `hello: \`${key}\` must be a string of at most ${MAX_TEXT} characters, got ${describeValue(value)}`);
   }
   return value;
 }
@@ -33,7 +34,7 @@ export function validatePeerHello(value: unknown, local: AgentInfo): AgentInfo {
   const name = readText(value, 'name', true)!;
   const version = readText(value, 'version', true)!;
   if (typeof protocol !== 'number' || !Number.isSafeInteger(protocol)) {
-    throw new RpcError(ERROR_CODES.invalidParams, `hello: \`protocol\` must be an integer, got ${JSON.stringify(protocol)}`);
+    throw new RpcError(ERROR_CODES.invalidParams, `hello: \`protocol\` must be an integer, got ${describeValue(protocol)}`);
   }
   if (protocol !== local.protocol) {
     throw new RpcError(
@@ -45,7 +46,7 @@ export function validatePeerHello(value: unknown, local: AgentInfo): AgentInfo {
   }
   const side = value.side;
   if (typeof side !== 'string' || !(SIDES as readonly string[]).includes(side)) {
-    throw new RpcError(ERROR_CODES.invalidParams, `hello: \`side\` must be "host" or "guest", got ${JSON.stringify(side)}`);
+    throw new RpcError(ERROR_CODES.invalidParams, `hello: \`side\` must be "host" or "guest", got ${describeValue(side)}`);
   }
   const nonce = readText(value, 'nonce', true)!;
   if (nonce.length < 8) throw new RpcError(ERROR_CODES.invalidParams, 'hello: `nonce` must be at least 8 characters');
@@ -129,9 +130,9 @@ export class HelloSender {
     clearTimeout(this.#timer);
   }
 
-  /** Is this the id of our latest hello? */
+  /** Is this the id of one of our hellos of the current nonce (a retry may have overtaken its answer)? */
   isAnswerToHello(id: unknown): boolean {
-    return this.#helloId !== '' && id === this.#helloId;
+    return this.#helloId !== '' && typeof id === 'string' && id.startsWith(`hello-${this.#nonce.slice(0, 8)}-`);
   }
 
   // A channel that echoes (a serial line not yet in raw mode) hands us our own hello: never adopt ourselves.

@@ -4,12 +4,13 @@
 // answer; the reader itself never throws out of `push` because of what the other side sent.
 import { parseBulkLine } from './bulk-line.js';
 import { errorMessage, truncateForLog } from './errors.js';
+import { MAX_JSON_DEPTH, exceedsDepth } from './json-limits.js';
 import { LineReader, type LineProblem } from './line-reader.js';
 import { isRecord, isRequestId, type RequestId } from './protocol.js';
 
 /** One message as the peer dispatches it. `id` of a request is unchecked (the peer answers a bad one). */
 export type IncomingMessage =
-  | { kind: 'request'; id: unknown; method: string; params: unknown }
+  | { kind: 'request'; id: unknown; method: string; params: unknown; session: unknown }
   | { kind: 'notification'; method: string; params: unknown }
   | { kind: 'response'; id: unknown; message: Record<string, unknown> };
 
@@ -18,6 +19,10 @@ export interface MessageReaderOptions {
   onMessage(message: IncomingMessage): void;
   /** A line that is not a JSON-RPC 2.0 message; `requestId` is set when it still names a request to answer. */
   onInvalid(what: string, requestId?: RequestId): void;
+  /** A response whose body we refuse (nested too deep): the request it names must still settle, with `error`. */
+  onRefusedResponse(id: RequestId, error: string): void;
+  /** Handling one line threw (a bug of ours): reported, and the next line is read all the same. */
+  onInternalError(error: unknown): void;
   /** A line that could not even be read (too long, not UTF-8, cut off at the end). */
   onLineProblem(what: string, preview: string): void;
 }
@@ -52,7 +57,16 @@ export class MessageReader {
     return `the channel ended in the middle of a line (${problem.bytes} bytes), which was dropped`;
   }
 
+  // One line's failure, whatever it is, must never cost the lines after it in the same read.
   #onLine(line: string): void {
+    try {
+      this.#handleLine(line);
+    } catch (error) {
+      this.#options.onInternalError(error);
+    }
+  }
+
+  #handleLine(line: string): void {
     const bulk = parseBulkLine(line);
     if (bulk) {
       this.#options.onMessage({ kind: 'notification', method: bulk.method, params: bulk.params });
@@ -65,18 +79,30 @@ export class MessageReader {
       this.#options.onInvalid(`malformed JSON (${errorMessage(error)}): ${truncateForLog(line, 80)}`);
       return;
     }
+    if (exceedsDepth(message)) return this.#refuseDeep(message, line);
     if (!isRecord(message) || message.jsonrpc !== '2.0') {
       const id = isRecord(message) && isRequestId(message.id) && typeof message.method === 'string' ? message.id : undefined;
       this.#options.onInvalid(`not a JSON-RPC 2.0 message: ${truncateForLog(line, 80)}`, id);
       return;
     }
     if (typeof message.method === 'string') {
-      if ('id' in message) this.#options.onMessage({ kind: 'request', id: message.id, method: message.method, params: message.params });
+      if ('id' in message) this.#options.onMessage({ kind: 'request', id: message.id, method: message.method, params: message.params, session: message.session });
       else this.#options.onMessage({ kind: 'notification', method: message.method, params: message.params });
     } else if ('id' in message && ('result' in message || 'error' in message)) {
       this.#options.onMessage({ kind: 'response', id: message.id, message });
     } else {
       this.#options.onInvalid(`message is neither a request, a notification nor a response: ${truncateForLog(line, 80)}`);
+    }
+  }
+
+  // A message nested deeper than we handle: answer or settle what it names, read nothing else of it.
+  #refuseDeep(message: unknown, line: string): void {
+    const what = `a message nested deeper than ${MAX_JSON_DEPTH} levels`;
+    const id = isRecord(message) && isRequestId(message.id) ? message.id : undefined;
+    if (id !== undefined && isRecord(message) && typeof message.method !== 'string' && ('result' in message || 'error' in message)) {
+      this.#options.onRefusedResponse(id, `the answer is ${what}, refused`);
+    } else {
+      this.#options.onInvalid(`${what}: ${truncateForLog(line, 80)}`, isRecord(message) && typeof message.method === 'string' ? id : undefined);
     }
   }
 }

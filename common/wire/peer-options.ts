@@ -1,6 +1,7 @@
 // What an RpcPeer is configured with and what its handlers see: options resolved once into a frozen,
 // complete object (chokidar's habit), the request context, and the bulk message shape.
 import { ConfigError } from './errors.js';
+import type { MemoryBudget } from './memory-budget.js';
 import type { RequestNotificationHandlers } from './requests.js';
 import { silentLogger, type Logger } from '../base/logger.js';
 import { DEFAULT_MAX_LINE_BYTES, DEFAULT_PEER_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, type AgentInfo, type OutputStream, type RequestId } from './protocol.js';
@@ -52,10 +53,15 @@ export interface PeerOptions {
    * fail (keepalive.ts: pings go out after a third of it). 0 = never. Default 15 000.
    */
   peerTimeoutMs?: number;
-  /** Unsent reply bytes above which we stop reading the peer until it reads. Default 16 MiB. */
+  /**
+   * Memory held for this peer (unsent writes with their overhead, its requests in flight, relay buffers:
+   * memory-budget.ts) above which we stop reading it until half has drained. Default 8 MiB.
+   */
   maxWriteBacklogBytes?: number;
+  /** The budget of everything the process holds for its peers; default the process's own. */
+  memoryBudget?: MemoryBudget;
 }
-export type ResolvedPeerOptions = Readonly<Required<Omit<PeerOptions, 'localInfo'>> & Pick<PeerOptions, 'localInfo'>>;
+export type ResolvedPeerOptions = Readonly<Required<Omit<PeerOptions, 'localInfo' | 'memoryBudget'>> & Pick<PeerOptions, 'localInfo' | 'memoryBudget'>>;
 
 export interface RequestOptions {
   /** Deadline in ms (0 = none); default the peer's `requestTimeoutMs`. Covers waiting for the handshake. */
@@ -80,7 +86,8 @@ export function resolvePeerOptions(options: PeerOptions): ResolvedPeerOptions {
     helloRetryMs: options.helloRetryMs ?? 1000,
     maxHelloRetryMs: options.maxHelloRetryMs ?? 30_000,
     maxIncomingRequests: options.maxIncomingRequests ?? 4096,
-    maxWriteBacklogBytes: options.maxWriteBacklogBytes ?? 16 * 1024 * 1024,
+    maxWriteBacklogBytes: options.maxWriteBacklogBytes ?? 8 * 1024 * 1024,
+    ...(options.memoryBudget ? { memoryBudget: options.memoryBudget } : {}),
     peerTimeoutMs: options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS,
   };
   for (const key of ['maxLineBytes', 'requestTimeoutMs', 'handshakeTimeoutMs', 'helloRetryMs', 'maxHelloRetryMs', 'maxIncomingRequests', 'maxWriteBacklogBytes', 'peerTimeoutMs'] as const) {

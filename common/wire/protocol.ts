@@ -196,6 +196,13 @@ export interface StoppingParams {
 /** Capabilities this implementation offers; a peer may check them before calling. */
 export const CAPABILITIES = ['ping', 'info', 'commands.list', 'execute', 'execute.stdin', 'cancel'] as const;
 
+/**
+ * Capability an RpcPeer adds to its hello: it names the receiver's session (hello nonce) in a top-level
+ * `session` member of each request it sends, and runs only requests naming its own current session.
+ * Used on a connection only when both hellos carry it, so older peers still work.
+ */
+export const SESSION_CAPABILITY = 'session';
+
 /** Execute flow-control window default: output bytes in flight per request. */
 export const DEFAULT_WINDOW_BYTES = 4 * 1024 * 1024;
 /** Largest raw chunk carried in one `execute.output` / `execute.input` line. */

@@ -2,7 +2,8 @@
 // and abort signal, settled exactly once. Incoming: the peer's requests our handlers are running, each
 // with a lazily made abort controller, plus cancels that arrived before their request.
 import { CanceledError, ChannelClosedError, PeerRestartedError, RpcError, TimeoutError } from './errors.js';
-import type { RequestId } from './protocol.js';
+import { setLongTimeout } from '../base/long-timer.js';
+import { ERROR_CODES, type RequestId } from './protocol.js';
 
 export interface StartedRequest {
   id: number;
@@ -50,19 +51,19 @@ export class OutgoingRequests {
       const handshakeMs = this.#options.handshakeTimeoutMs;
       const timer =
         timeoutMs > 0
-          ? setTimeout(() => {
+          ? setLongTimeout(() => {
               const hint = this.#pending.get(id)?.sent ? 'the peer did not answer in time' : 'the handshake with the peer did not complete (is its agent running?)';
               this.fail(id, new TimeoutError(`request \`${method}\` to ${this.#options.label} timed out after ${timeoutMs} ms: ${hint}`, timeoutMs));
             }, timeoutMs)
           : // No deadline of its own: it still may not wait for ever for a handshake (an agent that is not there).
             handshakeMs > 0
-            ? setTimeout(() => {
+            ? setLongTimeout(() => {
                 if (this.#pending.get(id)?.sent !== false) return;
                 this.fail(id, new TimeoutError(`no answer to the handshake from ${this.#options.label} within ${handshakeMs} ms: is the negotiator agent running on the other side?`, handshakeMs));
               }, handshakeMs)
             : undefined;
       const cleanup = (): void => {
-        clearTimeout(timer);
+        timer?.clear();
         signal?.removeEventListener('abort', onAbort);
       };
       this.#pending.set(id, { method, notifications, resolve, reject, sent: false, cleanup });
@@ -104,8 +105,15 @@ export class OutgoingRequests {
     if (!pending) return false;
     this.#pending.delete(id as number);
     pending.cleanup();
-    if ('error' in message) pending.reject(RpcError.fromWire(message.error));
-    else pending.resolve(message.result);
+    if (!('error' in message)) return (pending.resolve(message.result), true);
+    let error: Error;
+    try {
+      error = RpcError.fromWire(message.error);
+    } catch (cause) {
+      // fromWire does not throw; this guards the invariant that matters: the entry is gone, so settle it.
+      error = new RpcError(ERROR_CODES.internalError, `${this.#options.label} sent an error that could not be read`, undefined, { cause });
+    }
+    pending.reject(error);
     return true;
   }
 

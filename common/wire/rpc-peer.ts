@@ -13,6 +13,9 @@ import { encodeBulkLine } from './bulk-line.js';
 import type { ByteChannel } from './byte-channel.js';
 import { CanceledError, ChannelClosedError, ConfigError, HandshakeError, PeerLostError, PeerRestartedError, RpcError, TimeoutError, errorMessage, toRpcError, truncateForLog } from './errors.js';
 import { HelloSender, validatePeerHello } from './handshake.js';
+import { describeValue } from './json-limits.js';
+import { REQUEST_OVERHEAD_BYTES, processMemoryBudget } from './memory-budget.js';
+import { setLongTimeout } from '../base/long-timer.js';
 import { Keepalive } from './keepalive.js';
 import { MessageReader, type IncomingMessage } from './message-reader.js';
 import { MessageWriter } from './message-writer.js';
@@ -20,7 +23,7 @@ import { IncomingRequests, OutgoingRequests, type StartedRequest } from './reque
 import type { Logger } from '../base/logger.js';
 import { createWarningLimiter } from '../base/warning-limiter.js';
 import { resolvePeerOptions, type BulkMessage, type NotificationHandler, type PeerOptions, type RequestContext, type RequestHandler, type RequestOptions, type ResolvedPeerOptions } from './peer-options.js';
-import { ERROR_CODES, METHODS, isRecord, isRequestId, type AgentInfo, type RequestId } from './protocol.js';
+import { ERROR_CODES, METHODS, SESSION_CAPABILITY, isRecord, isRequestId, type AgentInfo, type RequestId } from './protocol.js';
 
 export type { BulkMessage, NotificationHandler, PeerOptions, RequestContext, RequestHandler, RequestOptions } from './peer-options.js';
 export type { StartedRequest } from './requests.js';
@@ -69,6 +72,7 @@ export class RpcPeer extends EventEmitter {
       label,
       logger: this.#log,
       maxWriteBacklogBytes: this.options.maxWriteBacklogBytes,
+      budget: this.options.memoryBudget ?? processMemoryBudget(),
       onWriteFailed: (error) => {
         this.#finish(new ChannelClosedError(`writing to ${label} failed: ${errorMessage(error)}`));
         void channel.close();
@@ -78,6 +82,8 @@ export class RpcPeer extends EventEmitter {
       maxLineBytes: this.options.maxLineBytes,
       onMessage: (message) => this.#dispatch(message),
       onInvalid: (what, requestId) => this.#onInvalid(what, requestId),
+      onRefusedResponse: (id, what) => this.#onResponse(id, { error: { code: ERROR_CODES.invalidRequest, message: `${this.options.label}: ${what}` } }),
+      onInternalError: (error) => this.#log.error(`internal error while reading a line from ${label}: ${errorMessage(error)}`),
       onLineProblem: (what, preview) => {
         if (this.#ready) return this.#warn(`${label}: ${what}: ${preview}`);
         this.#discarded++;
@@ -118,7 +124,12 @@ export class RpcPeer extends EventEmitter {
 
   /** This side's info, with the current connection's nonce. */
   get localInfo(): AgentInfo {
-    return { ...this.options.localInfo, nonce: this.#hello.nonce };
+    const capabilities = this.options.localInfo.capabilities;
+    return {
+      ...this.options.localInfo,
+      capabilities: capabilities.includes(SESSION_CAPABILITY) ? capabilities : [...capabilities, SESSION_CAPABILITY],
+      nonce: this.#hello.nonce,
+    };
   }
   get peerInfo(): AgentInfo | undefined {
     return this.#peerInfo;
@@ -172,7 +183,7 @@ export class RpcPeer extends EventEmitter {
     if (this.#handshakeError) return Promise.reject(this.#handshakeError);
     return new Promise((resolve, reject) => {
       const cleanup = (): void => {
-        clearTimeout(timer);
+        timer?.clear();
         this.off('ready', onReady);
         this.off('close', onClose);
         this.off('handshake-error', onFail);
@@ -184,7 +195,7 @@ export class RpcPeer extends EventEmitter {
       const onAbort = (): void => (cleanup(), reject(new CanceledError('waiting for the handshake was canceled')));
       const timer =
         timeoutMs > 0
-          ? setTimeout(() => {
+          ? setLongTimeout(() => {
               cleanup();
               reject(new TimeoutError(`no answer to the handshake from ${this.options.label} within ${timeoutMs} ms: is the negotiator agent running on the other side?`, timeoutMs));
             }, timeoutMs)
@@ -210,8 +221,14 @@ export class RpcPeer extends EventEmitter {
     const send = (): void => {
       const taken = this.#outgoing.takeForSending(started.id);
       if (taken === undefined || this.#closed) return;
-      void this.#writer.write({ jsonrpc: '2.0', id: started.id, method: taken, params });
-      this.#keepalive.requestSent();
+      // Addressed to the peer's current session: bytes that reach a later session are refused, not run.
+      const session = this.#boundSessions() ? { session: this.#peerInfo!.nonce } : {};
+      const line = this.#writer.encode({ jsonrpc: '2.0', id: started.id, method: taken, params, ...session });
+      if (line) {
+        void this.#writer.writeLine(line);
+        this.#keepalive.requestSent();
+      }
+      else this.#outgoing.fail(started.id, new ConfigError(`the params of \`${method}\` cannot be serialised as JSON`));
     };
     if (this.#ready) send();
     else this.#whenReady.push(send);
@@ -231,6 +248,11 @@ export class RpcPeer extends EventEmitter {
   /** Send a bulk notification now: its bytes go unescaped in the shape bulk-line.ts reads fast. */
   sendBulk(message: BulkMessage): Promise<void> {
     return this.#writer.writeLine(encodeBulkLine(message.method, message.id, message.stream, message.data));
+  }
+
+  /** Count memory held for this peer outside the peer (a relay's buffers): reading it pauses past its share. */
+  adjustHeld(delta: number): void {
+    this.#writer.adjustHeld(delta);
   }
 
   /** Close the channel; pending requests are rejected, running handlers aborted. Idempotent. */
@@ -261,14 +283,14 @@ export class RpcPeer extends EventEmitter {
   }
 
   #dispatch(message: IncomingMessage): void {
-    if (message.kind === 'request') this.#onRequest(message.id, message.method, message.params);
+    if (message.kind === 'request') this.#onRequest(message.id, message.method, message.params, message.session);
     else if (message.kind === 'notification') this.#onNotification(message.method, message.params);
     else this.#onResponse(message.id, message.message);
   }
 
   #onInvalid(what: string, requestId?: RequestId): void {
     if (requestId !== undefined && this.#ready) {
-      this.#respondError(requestId, this.#session, new RpcError(ERROR_CODES.invalidRequest, 'invalid request: expected a JSON-RPC 2.0 object with `"jsonrpc": "2.0"`'));
+      this.#respondError(requestId, this.#session, new RpcError(ERROR_CODES.invalidRequest, `invalid request (expected a JSON-RPC 2.0 object with \`"jsonrpc": "2.0"\`): ${what}`));
       return;
     }
     this.#discardOrWarn(what);
@@ -283,20 +305,25 @@ export class RpcPeer extends EventEmitter {
     }
   }
 
-  #onRequest(id: unknown, method: string, params: unknown): void {
+  #onRequest(id: unknown, method: string, params: unknown, addressedTo: unknown): void {
     if (method === METHODS.hello) return this.#onHelloRequest(id, params);
     if (!this.#ready) return this.#discardOrWarn(`request \`${truncateForLog(method, 40)}\``);
     const session = this.#session;
     if (!isRequestId(id)) {
-      this.#warn(`${this.options.label}: request \`${truncateForLog(method, 40)}\` has an invalid id ${truncateForLog(JSON.stringify(id), 40)}; ignored`);
+      this.#warn(`${this.options.label}: request \`${truncateForLog(method, 40)}\` has an invalid id ${describeValue(id, 40)}; ignored`);
+      return;
+    }
+    if (this.#boundSessions() && addressedTo !== this.#hello.nonce) {
+      const why = addressedTo === undefined ? 'names no session' : 'was written for an earlier session of this agent';
+      this.#respondError(id, session, new PeerRestartedError(`request ${describeValue(id)} (\`${truncateForLog(method, 40)}\`) ${why}; it was not run`));
       return;
     }
     if (this.#incoming.has(id)) {
-      this.#respondError(id, session, new RpcError(ERROR_CODES.invalidRequest, `duplicate request id ${JSON.stringify(id)}: a request with this id is still running`));
+      this.#respondError(id, session, new RpcError(ERROR_CODES.invalidRequest, `duplicate request id ${describeValue(id)}: a request with this id is still running`));
       return;
     }
     if (this.#incoming.takeEarlyCancel(id)) {
-      this.#respondError(id, session, new RpcError(ERROR_CODES.requestCanceled, `request ${JSON.stringify(id)} was canceled before it started`));
+      this.#respondError(id, session, new RpcError(ERROR_CODES.requestCanceled, `request ${describeValue(id)} was canceled before it started`));
       return;
     }
     const handler = this.#requestHandlers.get(method);
@@ -310,6 +337,7 @@ export class RpcPeer extends EventEmitter {
       return;
     }
     const running = this.#incoming.begin(id);
+    this.#writer.adjustHeld(REQUEST_OVERHEAD_BYTES);
     const inSession = <T>(send: () => Promise<T>): Promise<T | void> => (session === this.#session ? send() : Promise.resolve());
     const context: RequestContext = {
       id,
@@ -329,6 +357,7 @@ export class RpcPeer extends EventEmitter {
         this.#respondError(id, session, error);
       } finally {
         this.#incoming.end(id, running);
+        this.#writer.adjustHeld(-REQUEST_OVERHEAD_BYTES);
       }
     })();
   }
@@ -343,7 +372,7 @@ export class RpcPeer extends EventEmitter {
     if (method === METHODS.cancel) {
       const id = isRecord(params) ? params.id : undefined;
       if (!isRequestId(id)) return this.#warn(`${this.options.label}: \`cancel\` without a valid \`id\`; ignored`);
-      this.#incoming.cancel(id, new CanceledError(`request ${JSON.stringify(id)} was canceled by ${this.options.label}`));
+      this.#incoming.cancel(id, new CanceledError(`request ${describeValue(id)} was canceled by ${this.options.label}`));
       return;
     }
     try {
@@ -359,10 +388,10 @@ export class RpcPeer extends EventEmitter {
 
   #onResponse(id: unknown, message: Record<string, unknown>): void {
     if (this.#hello.isAnswerToHello(id)) return this.#onHelloResponse(message);
-    if (!this.#ready) return this.#discardOrWarn(`response to request ${truncateForLog(JSON.stringify(id), 40)}`);
+    if (!this.#ready) return this.#discardOrWarn(`response to request ${describeValue(id, 40)}`);
     if (this.#outgoing.settle(id, message)) return;
     const late = typeof id === 'string' && id.startsWith('hello-');
-    if (!late) this.#warn(`${this.options.label}: response for unknown request id ${truncateForLog(JSON.stringify(id), 40)} (answered after its timeout?); ignored`);
+    if (!late) this.#warn(`${this.options.label}: response for unknown request id ${describeValue(id, 40)} (answered after its timeout?); ignored`);
   }
 
   // ---- the handshake ---------------------------------------------------------------------------
@@ -416,6 +445,11 @@ export class RpcPeer extends EventEmitter {
     }
     for (const send of this.#whenReady.splice(0)) send();
     if (!wasReady || restarted) this.emit('ready', info, restarted);
+  }
+
+  /** Both hellos offered session binding: requests name the receiver's session. */
+  #boundSessions(): boolean {
+    return this.#peerInfo?.capabilities.includes(SESSION_CAPABILITY) === true;
   }
 
   // End the current session: abandon requests in both directions (sent ones only: unsent ones wait).

@@ -13,11 +13,15 @@ export function createStreamChannel(stream: Duplex, description: string): ByteCh
   let closeError: Error | undefined;
   let closing: Promise<void> | undefined;
   const pendingDrains: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
+  // One promise for all the writes waiting on the same drain: a peer that does not read must not cost
+  // a promise per queued message (memory-budget.ts).
+  let drainWait: Promise<void> | undefined;
 
   const finish = (error?: Error): void => {
     if (closed) return;
     closed = true;
     closeError = error;
+    drainWait = undefined;
     for (const waiter of pendingDrains.splice(0)) {
       waiter.reject(new ChannelClosedError(`channel ${description} closed${error ? `: ${error.message}` : ''}`));
     }
@@ -31,6 +35,7 @@ export function createStreamChannel(stream: Duplex, description: string): ByteCh
     finish();
   });
   stream.on('drain', () => {
+    drainWait = undefined;
     for (const waiter of pendingDrains.splice(0)) waiter.resolve();
   });
 
@@ -47,7 +52,8 @@ export function createStreamChannel(stream: Duplex, description: string): ByteCh
         return Promise.reject(new ChannelClosedError(`cannot write to ${description}: the channel is closed${closeError ? ` (${closeError.message})` : ''}`));
       }
       if (stream.write(chunk)) return Promise.resolve();
-      return new Promise((resolve, reject) => pendingDrains.push({ resolve, reject }));
+      drainWait ??= new Promise((resolve, reject) => pendingDrains.push({ resolve, reject }));
+      return drainWait;
     },
     get pendingWriteBytes() {
       return stream.writableLength;

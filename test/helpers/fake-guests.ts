@@ -5,7 +5,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { CommandRegistry } from '../../common/commands/registry.js';
-import { registerExecuteServer } from '../../common/execute/server.js';
+import { registerExecuteServer, type ExecuteServerOptions } from '../../common/execute/server.js';
 import { CHANNEL_NAMES } from '../../common/wire/protocol.js';
 import { RpcPeer } from '../../common/wire/rpc-peer.js';
 import { createStreamChannel } from '../../common/wire/stream-channel.js';
@@ -18,8 +18,8 @@ export interface FakeGuest {
   stop(): Promise<void>;
 }
 
-// Start a fake guest serving `registry`'s commands on both channels.
-export async function startFakeGuest(root: string, name: string, registry: CommandRegistry): Promise<FakeGuest> {
+// Start a fake guest serving `registry`'s commands on both channels (`serve`: more execute server options).
+export async function startFakeGuest(root: string, name: string, registry: CommandRegistry, serve: Partial<ExecuteServerOptions> = {}): Promise<FakeGuest> {
   const dir = path.join(root, name);
   mkdirSync(dir, { recursive: true });
   const peers = new Set<RpcPeer>();
@@ -32,7 +32,7 @@ export async function startFakeGuest(root: string, name: string, registry: Comma
               localInfo: testAgentInfo('guest', { os: { type: 'Linux', version: '6.1', hostname: name } }),
               label: `host (${channel})`,
             });
-            registerExecuteServer(peer, { side: 'guest', commands: registry });
+            registerExecuteServer(peer, { side: 'guest', commands: registry, ...serve });
             peers.add(peer);
             peer.on('close', () => peers.delete(peer));
             peer.start();

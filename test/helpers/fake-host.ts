@@ -20,7 +20,8 @@ export interface FakeHost {
   close(): Promise<void>;
 }
 
-export async function startFakeHost(dir: string): Promise<FakeHost> {
+// `prespawn`: the fake host's own launchers (default 2, as a daemon); 0 leaves every launcher in the process to the code under test.
+export async function startFakeHost(dir: string, options: { prespawn?: number } = {}): Promise<FakeHost> {
   const log = createRecordingLogger();
   const registry = createCommandRegistry({ directories: [FIXTURE_COMMANDS], watch: false });
   const connections: Record<'h2g' | 'g2h', Array<{ peer: RpcPeer; socket: net.Socket }>> = { h2g: [], g2h: [] };
@@ -30,7 +31,7 @@ export async function startFakeHost(dir: string): Promise<FakeHost> {
   const servers = (['h2g', 'g2h'] as const).map((name) =>
     net.createServer((socket) => {
       const peer = new RpcPeer(createStreamChannel(socket, `fake host ${name}`), { localInfo: testAgentInfo('host'), label: `guest (${name})`, logger: log, helloRetryMs: 100 });
-      registerExecuteServer(peer, { side: 'host', commands: registry, logger: log, extraEnv: () => ({ NEGOTIATOR_GUEST: 'fake-guest' }) });
+      registerExecuteServer(peer, { side: 'host', commands: registry, logger: log, extraEnv: () => ({ NEGOTIATOR_GUEST: 'fake-guest' }), ...options });
       connections[name].push({ peer, socket });
       peer.on('close', () => (connections[name] = connections[name].filter((c) => c.peer !== peer)));
       peer.on('ready', () => waiters[name].splice(0).forEach((wake) => wake(peer)));

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { createLogger, type Logger } from '../../common/base/logger.js';
 import type { DiscoveredGuest } from '../../host/guest-model.js';
 import { GuestTable } from '../../host/guest-table.js';
-import { findNegotiatorChannels, parseDomainXml } from '../../host/domain-xml.js';
+import { findNegotiatorChannels, guestOfDomain, parseDomainXml } from '../../host/domain-xml.js';
 import { LibvirtDiscovery, type LibvirtDiscoveryOptions } from '../../host/libvirt-discovery.js';
 import { VirshError, type DomainSummary, type Virsh, type VirshCallOptions, type VirshStreamItem } from '../../host/virsh.js';
 
@@ -248,6 +248,25 @@ t.test('parseDomainXml says where bad XML is bad', async (t) => {
     ['error: failed to get domain', 'bad XML: text outside the root element at offset 0'],
   ];
   for (const [xml, message] of cases) t.throws(() => parseDomainXml(xml), { name: 'SyntaxError', message }, JSON.stringify(xml));
+});
+
+t.test('guestOfDomain is the guest discovery, locate-guest and doctor build from domain XML', async (t) => {
+  const running = guestOfDomain(parseDomainXml(readFixture('libvirt9-transient-running-connected.xml')));
+  t.same(running, {
+    guest: {
+      name: 'ndisc-fix2',
+      uuid: '243dfc23-214a-4a5c-8d08-c6876a4998de',
+      id: 4,
+      source: 'libvirt',
+      channels: {
+        hostToGuest: { path: `/var/lib/libvirt/qemu/channel/target/domain-4-ndisc-fix2/${H2G}`, state: 'connected' },
+        guestToHost: { path: `/var/lib/libvirt/qemu/channel/target/domain-4-ndisc-fix2/${G2H}`, state: 'disconnected' },
+      },
+    },
+    problems: [],
+  });
+  const inactive = guestOfDomain(parseDomainXml(readFixture('handwritten-inactive.xml')));
+  t.same([inactive.guest, inactive.problems.length], [{ name: 'sleeping', uuid: '11111111-2222-3333-4444-555555555555', source: 'libvirt', channels: {} }, 2], 'no id, no channels');
 });
 
 t.test('findNegotiatorChannels takes bind-mode unix channels and says why others are unusable', async (t) => {

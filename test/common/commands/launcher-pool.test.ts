@@ -9,7 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCommand, type RunCommandOptions } from '../../../common/commands/runner.js';
 import { ERROR_CODES } from '../../../common/wire/protocol.js';
-import { LauncherPool } from '../../../common/commands/launcher-pool.js';
+import { LauncherPool, sharedLauncherPool } from '../../../common/commands/launcher-pool.js';
+import { canExecDirectly, inspectCommandFile, isExecutableFile, readCommandFileHead } from '../../../common/commands/file.js';
 import { isAlive, launchersOf, waitUntil } from '../../helpers/processes.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'negotiator-launcher-'));
@@ -62,10 +63,17 @@ interface Run {
   pid: number | undefined;
 }
 
+// What the command registry's resolve says of a file: would execve start it with no shell's help.
+async function launchableOf(file: string): Promise<boolean> {
+  const inspected = await inspectCommandFile(path.dirname(file), path.basename(file));
+  return isExecutableFile(inspected) && canExecDirectly((await readCommandFileHead(file)).format);
+}
+
 async function run(file: string, extra: Partial<RunCommandOptions> & { input?: string } = {}): Promise<Run> {
   const { input, ...options } = extra;
   const child = runCommand({
     file,
+    launchable: await launchableOf(file),
     args: ARGS,
     env: ENV,
     stdin: input !== undefined,
@@ -131,7 +139,7 @@ t.test('the deadline ends the launched command\'s whole group', async (t) => {
   const pool = await readyPool(t);
   const pidFile = path.join(dir, 'grandchild.pid');
   const file = script('sleeper', `#!/bin/sh\nsleep 60 &\necho $! > ${pidFile}\nwait\n`);
-  const child = runCommand({ file, args: [], env: ENV, stdin: false, timeoutMs: 300, killGraceMs: 1000, exitDrainMs: 1000, signal: new AbortController().signal, launchers: pool });
+  const child = runCommand({ file, launchable: true, args: [], env: ENV, stdin: false, timeoutMs: 300, killGraceMs: 1000, exitDrainMs: 1000, signal: new AbortController().signal, launchers: pool });
   child.stdout.resume();
   child.stderr.resume();
   const outcome = await child.outcome;
@@ -167,12 +175,14 @@ t.test('waiting launchers do not keep a process alive, and do not outlive it', a
       const wait = () => new Promise((r) => setTimeout(r, 10));
       while (pool.stats().ready < 2) await wait();
       console.log('ready');
-      ${ending === 'SIGKILL' ? 'setInterval(() => {}, 1000);' : ''}`;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+      // Until the test has listed the launchers: then nothing but them could keep this process alive.
+      ${ending === 'SIGKILL' ? 'setInterval(() => {}, 1000);' : "await new Promise((resolve) => process.stdin.once('data', resolve)); process.stdin.destroy();"}`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
     await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
     const launchers = launchersOf(child.pid!);
     t.equal(launchers.length, 2, `${ending}: two launchers waiting`);
     if (ending === 'SIGKILL') child.kill('SIGKILL');
+    else child.stdin.end('listed\n');
     const exit = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     t.equal(exit, ending === 'SIGKILL' ? null : 0, `${ending}: the process ended`);
     await waitUntil(`${ending}: the launchers to exit`, () => launchers.every((pid) => !isAlive(pid)));
@@ -184,7 +194,36 @@ t.test('close() ends the waiting launchers and launches nothing more', async (t)
   const launchers = launchersOf(process.pid);
   t.ok(launchers.length >= 2, 'the two are children of this process');
   pool.close();
-  t.equal(pool.launch([REPORT], ENV, false), undefined);
+  t.equal(pool.launch([REPORT], ENV, false, true), undefined);
   t.same(pool.stats(), { launched: 0, direct: 1, ready: 0 });
   await waitUntil('the launchers to exit', () => launchers.every((pid) => !isAlive(pid)));
+});
+
+t.test('a launch touches no file: it runs on the event loop, the caller says what execve would start', async (t) => {
+  // Every synchronous file call fails here: a pool that still checked files itself would go direct.
+  const refuse = (): never => {
+    throw new Error('a synchronous file call on the event loop');
+  };
+  const fs = await import('node:fs');
+  const { LauncherPool: Pool } = await t.mockImport<typeof import('../../../common/commands/launcher-pool.js')>(new URL('../../../common/commands/launcher-pool.js', import.meta.url).href, {
+    'node:fs': { ...fs, accessSync: refuse, openSync: refuse, readSync: refuse, statSync: refuse, closeSync: refuse },
+  });
+  const pool = new Pool({ size: 1, cwd: '/' });
+  t.teardown(() => pool.close());
+  pool.warm();
+  await waitUntil('a ready launcher', () => pool.stats().ready === 1);
+  const launched = await run(REPORT, { launchers: pool });
+  t.match(launched.stdout, /^argc=11\n/);
+  t.match(pool.stats(), { launched: 1, direct: 0 }, 'started by the launcher');
+  t.equal(pool.launch([REPORT], ENV, false, false), undefined, 'what execve would not start goes direct');
+});
+
+t.test('the shared pool of a size is that size', async (t) => {
+  const small = sharedLauncherPool({ size: 1, cwd: '/' });
+  const large = sharedLauncherPool({ size: 3, cwd: '/' });
+  t.teardown(() => (small.close(), large.close()));
+  t.not(large, small, 'another pool for another size');
+  t.equal(sharedLauncherPool({ size: 3, cwd: '/' }), large, 'the same pool for the same size');
+  large.warm();
+  await waitUntil('three ready launchers', () => large.stats().ready === 3);
 });

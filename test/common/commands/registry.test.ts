@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
@@ -104,6 +104,7 @@ t.test('options are checked before any I/O', async (t) => {
   t.same(registry.options.directories, ['/a', '/b'], 'normalized, duplicates dropped, order kept');
   t.ok(Object.isFrozen(registry.options) && Object.isFrozen(registry.options.directories), 'resolved options are frozen');
   t.equal(registry.options.watch, false);
+  t.equal(registry.options.directoryCheckIntervalMs, 5000, 'the default its comment states');
   await registry.close();
 });
 
@@ -123,7 +124,7 @@ for (const watch of [true, false]) {
       { name: 'baz', description: 'user baz' },
       { name: 'foo', description: 'user foo' },
     ]);
-    t.same(await registry.resolve('foo'), { name: 'foo', path: path.join(user, 'foo'), directory: user, description: 'user foo' });
+    t.same(await registry.resolve('foo'), { name: 'foo', path: path.join(user, 'foo'), directory: user, description: 'user foo', launchable: true });
     t.equal((await registry.resolve('bar'))?.directory, builtin);
     t.equal(await registry.resolve('missing'), undefined);
     await t.rejects(registry.resolve('../builtin/foo'), RpcError);
@@ -158,6 +159,7 @@ for (const watch of [true, false]) {
       path: path.join(directory, 'link-ok'),
       directory,
       description: 'via a link',
+      launchable: true,
     });
     for (const name of ['plain', 'subdir', 'dangling', 'link-to-dir', 'fifo']) {
       t.equal(await registry.resolve(name), undefined, `${name} does not resolve`);
@@ -204,6 +206,28 @@ t.test('descriptions are cached by path, mtime and size', async (t) => {
   // A different size invalidates the entry.
   await writeFile(file, script('a longer new text'));
   t.same(await registry.list(), [{ name: 'cached', description: 'a longer new text' }], 're-read after an edit');
+});
+
+t.test('resolve says whether execve would start the file with no shell (for the launchers), read with the description', async (t) => {
+  const directory = t.testdir();
+  await writeFile(path.join(directory, 'elf'), await readFile('/bin/true'), { mode: 0o755 });
+  await writeScript(directory, 'script', script('a script'));
+  await writeScript(directory, 'env-script', '#!/usr/bin/env sh\necho\n');
+  await writeScript(directory, 'no-shebang', '# no #! line: execve says ENOEXEC\necho\n');
+  await writeScript(directory, 'bad-interpreter', '#!/nonexistent/sh\necho\n');
+  await writeScript(directory, 'relative-interpreter', '#!sh\necho\n');
+  const registry = createRegistry(t, { directories: [directory], watch: false });
+  const launchable = async (name: string): Promise<boolean | undefined> => (await registry.resolve(name))?.launchable;
+  t.same(
+    Object.fromEntries(await Promise.all(['elf', 'script', 'env-script', 'no-shebang', 'bad-interpreter', 'relative-interpreter'].map(async (name) => [name, await launchable(name)]))),
+    { elf: true, script: true, 'env-script': true, 'no-shebang': false, 'bad-interpreter': false, 'relative-interpreter': false },
+  );
+  // The interpreter is looked at on every resolve: it may be installed after the file was first read.
+  const interpreter = path.join(directory, 'interpreter');
+  await writeScript(directory, 'late-interpreter', `#!${interpreter}\necho\n`);
+  t.equal(await launchable('late-interpreter'), false, 'its interpreter is missing');
+  await writeFile(interpreter, await readFile('/bin/true'), { mode: 0o755 });
+  t.equal(await launchable('late-interpreter'), true, 'its interpreter appeared');
 });
 
 t.test('live add, edit, chmod -x / +x and remove are seen without restart', async (t) => {

@@ -10,6 +10,7 @@ import { ERROR_CODES, METHODS } from '../../../common/wire/protocol.js';
 import { RpcPeer } from '../../../common/wire/rpc-peer.js';
 import { createStreamChannel } from '../../../common/wire/stream-channel.js';
 import { testAgentInfo } from '../../helpers/agents.js';
+import { connectRawPeer } from '../../../bench/raw-peer.js';
 import { connectClient, startSocketAgent } from '../../helpers/socket-agent.js';
 
 const agent = await startSocketAgent();
@@ -109,4 +110,16 @@ t.test('50 concurrent CLI requests share the one upstream channel', async (t) =>
     }),
   );
   t.equal(results.filter(Boolean).length, 50);
+});
+
+t.test('a client pushing stdin past the window is not buffered without bound: the request fails with flowControl', async (t) => {
+  const raw = await connectRawPeer(controlPath, 'host');
+  t.teardown(() => raw.close());
+  const params = { guest: 'vm1', command: 'hang-with-child', args: ['/dev/null'], stdin: true, timeoutMs: 30_000, window: 256 * 1024 };
+  raw.send(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'execute', params })}\n`);
+  const line = `{"jsonrpc":"2.0","method":"execute.input","params":{"id":1,"data":"${Buffer.alloc(256 * 1024, 1).toString('base64')}"}}\n`;
+  for (let i = 0; i < 80 && !raw.received.some((m) => m.id === 1); i++) {
+    if (!raw.socket.write(line)) await new Promise((resolve) => raw.socket.once('drain', resolve));
+  }
+  t.match(await raw.waitFor((m) => m.id === 1, 10_000), { error: { code: ERROR_CODES.flowControl, message: /more than 524288 stdin bytes/ } });
 });

@@ -121,7 +121,7 @@ t.test('bad input gets an error reply or a warning, and the peer keeps serving',
   guestEnd.inject('this is not json\n');
   guestEnd.inject(Buffer.from([0xff, 0xfe, 0x0a]));
   guestEnd.inject('"a string"\n');
-  guestEnd.inject('{"jsonrpc":"2.0","id":1001,"method":"no.such.method"}\n');
+  guestEnd.inject(`{"jsonrpc":"2.0","id":1001,"method":"no.such.method","session":"${guest.localInfo.nonce}"}\n`);
   guestEnd.inject('{"id":1002,"method":"ping"}\n');
   guestEnd.inject('{"jsonrpc":"2.0","id":99999,"result":1}\n');
   guestEnd.inject('{"jsonrpc":"2.0","method":"cancel","params":{}}\n');
@@ -292,4 +292,32 @@ t.test('a channel that echoes our own hello back is not taken for the peer', asy
   t.notOk(peer.isReady, 'not ready with ourselves as the peer');
   const replies = Buffer.concat(end.written).toString().split('\n').filter((l) => l.includes('"result"'));
   t.same(replies, [], 'and we did not answer our own hello');
+});
+
+t.test('requests are bound to the receiver\'s session: one addressed to another session, or to none, is refused, not run', async (t) => {
+  const { host, guest, guestEnd } = await readyPair(t);
+  let runs = 0;
+  guest.handle('work', () => ++runs);
+  t.ok(host.peerInfo?.capabilities.includes('session') && guest.peerInfo?.capabilities.includes('session'), 'both hellos offer session binding');
+  t.equal(await host.request('work', {}), 1, 'a request of the current session runs');
+  guestEnd.inject(`{"jsonrpc":"2.0","id":501,"method":"work","session":"${'0'.repeat(32)}"}\n{"jsonrpc":"2.0","id":502,"method":"work"}\n`);
+  await delay(50);
+  const answers = writtenMessages(guestEnd.written).filter((m) => m.id === 501 || m.id === 502);
+  t.match(answers, [
+    { id: 501, error: { code: ERROR_CODES.peerRestarted, message: /earlier session/ } },
+    { id: 502, error: { code: ERROR_CODES.peerRestarted, message: /names no session/ } },
+  ]);
+  t.equal(runs, 1, 'neither ran');
+});
+
+t.test('a peer that does not offer session binding (an older release) is still served', async (t) => {
+  const { host, guest } = createPeerPair();
+  t.teardown(() => Promise.all([host.close(), guest.close()]));
+  // An older peer: its hello lists no `session` capability, and its requests name no session.
+  Object.defineProperty(host, 'localInfo', { get: () => ({ ...testAgentInfo('host'), nonce: 'a'.repeat(32) }) });
+  guest.handle('work', () => 'done');
+  host.start();
+  guest.start();
+  await Promise.all([host.waitForReady(2000), guest.waitForReady(2000)]);
+  t.equal(await host.request('work', {}), 'done');
 });

@@ -1,0 +1,48 @@
+// The daemon start both CLIs share: resolve the serving options (command directories, limits, --run-as)
+// and the control socket's, start the side's daemon with them, and stop it on SIGTERM/SIGINT. The side
+// passes only how to start its own daemon (host: guest discovery; guest: its channels).
+import { createLogger, type Logger } from '../base/logger.js';
+import { stopOnSignals } from './lifecycle.js';
+import { resolveServingConfig, type ServingConfig } from './serving-config.js';
+import type { ServingOptions } from './serving-options.js';
+
+/** What a daemon is started from, as the CLI parsed it. */
+export interface DaemonStartOptions extends ServingOptions {
+  controlSocket: string;
+  controlMode: number;
+  controlGroup?: number;
+  /** The CLI's --timeout: the daemon's deadline of each request it makes. */
+  timeoutMs: number;
+}
+
+/** The options every daemon takes, resolved; each side adds its own. */
+export interface DaemonBaseOptions extends ServingConfig {
+  controlSocket: string;
+  controlMode: number;
+  controlGid?: number;
+  requestTimeoutMs: number;
+  maxLineBytes: number;
+  peerTimeoutMs: number;
+  graceMs: number;
+  logger: Logger;
+}
+
+// Start the daemon and serve until a signal stops it; the promise never resolves (the signal exits).
+export async function runDaemon(program: string, options: DaemonStartOptions, start: (base: DaemonBaseOptions) => Promise<{ stop(reason: string): Promise<void> }>): Promise<number> {
+  const logger = createLogger({ level: options.logLevel });
+  const serving = await resolveServingConfig(options);
+  const daemon = await start({
+    ...serving,
+    controlSocket: options.controlSocket,
+    controlMode: options.controlMode,
+    ...(options.controlGroup !== undefined ? { controlGid: options.controlGroup } : {}),
+    requestTimeoutMs: options.timeoutMs,
+    maxLineBytes: options.maxLineBytes,
+    peerTimeoutMs: options.peerTimeoutMs,
+    graceMs: options.graceMs,
+    logger,
+  });
+  return new Promise<number>(() => {
+    stopOnSignals(logger, (signal) => daemon.stop(`${program} received ${signal}`), options.graceMs * 2 + 10_000);
+  });
+}

@@ -247,7 +247,8 @@ export class RpcPeer extends EventEmitter {
 
   /**
    * Send a bulk notification: binary frames when both hellos offer `frames`, else a JSON line in the shape
-   * bulk-line.ts reads fast; queued per id and written in turns (message-writer.ts). Resolves when written.
+   * bulk-line.ts reads fast; queued per id and written in turns (message-writer.ts). Resolves once queued
+   * while the id has at most 64 KiB waiting, else once written: await it for backpressure.
    */
   sendBulk(message: BulkMessage): Promise<void> {
     return this.#writer.writeBulk(message);

@@ -63,3 +63,8 @@ export async function pinnedNode(arch: Arch, cacheDir = buildCacheDirectory()): 
   }
   return binary;
 }
+
+/** The licence file that came with the pinned Node for `arch` (call pinnedNode first). */
+export function pinnedNodeLicense(binary: string): string {
+  return path.join(path.dirname(path.dirname(binary)), 'LICENSE');
+}

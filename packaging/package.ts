@@ -6,7 +6,9 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ARCHES, type Arch } from './node-runtime.js';
+import { execFileSync } from 'node:child_process';
+import { buildDeb } from './deb.js';
+import { ARCHES, type Arch, pinnedNode, pinnedNodeLicense } from './node-runtime.js';
 import { buildExecutables } from './sea.js';
 
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -28,8 +30,26 @@ export async function buildRelease(options: PackageOptions): Promise<string[]> {
   writeFileSync(path.join(options.outDir, '.gitignore'), '# Built by npm run package.\n*\n');
   const workDir = path.join(options.outDir, '.work');
   const executables = await buildExecutables({ packageRoot: PACKAGE_ROOT, version, workDir, outDir: options.outDir }, options.arches);
+  const outputs = executables.map((executable) => executable.path);
+  const date = changelogDate();
+  for (const executable of executables) {
+    const nodeLicense = readFileSync(pinnedNodeLicense(await pinnedNode(executable.arch)), 'utf8');
+    const input = { packageRoot: PACKAGE_ROOT, version, program: executable.program, arch: executable.arch, executable: executable.path, bundled: executable.bundled, outDir: options.outDir, workDir };
+    outputs.push(await buildDeb(input, nodeLicense, date));
+  }
   rmSync(workDir, { recursive: true, force: true });
-  return executables;
+  return outputs;
+}
+
+// The changelog's date: SOURCE_DATE_EPOCH, else the last commit's, else now (RFC 2822, as Debian wants).
+function changelogDate(): string {
+  const epoch = Number(process.env.SOURCE_DATE_EPOCH);
+  if (Number.isSafeInteger(epoch) && epoch > 0) return new Date(epoch * 1000).toUTCString().replace('GMT', '+0000');
+  try {
+    return execFileSync('git', ['log', '-1', '--format=%aD'], { cwd: PACKAGE_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return new Date().toUTCString().replace('GMT', '+0000');
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -1,6 +1,8 @@
 // Inside a single executable: the built-in commands travel as assets (packaging/sea.ts) but must be files
 // to be run, so the first daemon that needs them writes them to a private folder, once per user and
-// build: $XDG_RUNTIME_DIR (else the temporary folder)/negotiator-builtins-UID-DIGEST, mode 0700.
+// build: BASE/negotiator-builtins-UID-DIGEST, mode 0700, where BASE is $XDG_RUNTIME_DIR, else for root
+// /run/negotiator (beside the control sockets; the Debian packages' purge removes it), else the
+// temporary folder.
 // Hazard: the temporary folder is shared. A folder of that name that is not ours, not a folder, or open
 // to others is never used (another user could have planted commands in it): we fall back to a fresh
 // mkdtemp folder, removed at exit. Inside our 0700 folder nobody else can write, and every file is
@@ -20,10 +22,13 @@ export interface BuiltinsManifest {
   names: string[];
 }
 
-function isPrivateFolderOfOurs(dir: string): boolean {
+const ROOT_BASE = '/run/negotiator';
+
+// A real folder (not a link) owned by us that nobody else can write to; `private`: nor read.
+function isFolderOfOurs(dir: string, privateToUs = false): boolean {
   try {
     const stat = lstatSync(dir);
-    return stat.isDirectory() && stat.uid === process.getuid?.() && (stat.mode & 0o077) === 0;
+    return stat.isDirectory() && stat.uid === process.getuid?.() && (stat.mode & (privateToUs ? 0o077 : 0o022)) === 0;
   } catch {
     return false;
   }
@@ -36,6 +41,14 @@ function runtimeBase(): string {
       if (statSync(runtime).isDirectory()) return runtime;
     } catch {
       // unset in effect: fall through to the temporary folder
+    }
+  }
+  if (process.getuid?.() === 0) {
+    try {
+      mkdirSync(ROOT_BASE, { recursive: true, mode: 0o755 });
+      if (isFolderOfOurs(ROOT_BASE)) return ROOT_BASE;
+    } catch {
+      // a read-only /run: fall through to the temporary folder
     }
   }
   return os.tmpdir();
@@ -64,7 +77,7 @@ export function extractBuiltinCommands(): string {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
-  if (!isPrivateFolderOfOurs(dir)) {
+  if (!isFolderOfOurs(dir, true)) {
     dir = mkdtempSync(path.join(base, 'negotiator-builtins-'));
     const temporary = dir;
     process.once('exit', () => rmSync(temporary, { recursive: true, force: true }));

@@ -13,6 +13,7 @@ import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, writeFil
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { BUILTIN_COMMANDS_FOLDER } from '../common/commands/builtin.js';
+import type { BundledPackage } from './deb.js';
 import { type Arch, pinnedNode } from './node-runtime.js';
 import { BUILTIN_ASSET_PREFIX, BUILTINS_MANIFEST_ASSET, type BuiltinsManifest } from './sea-builtins.js';
 
@@ -48,9 +49,22 @@ async function stripTool(arch: Arch): Promise<string | undefined> {
   return undefined;
 }
 
-async function bundle(input: SeaBuildInput, program: Program): Promise<string> {
+// The node_modules packages esbuild put in a bundle, from its metafile.
+function bundledPackages(packageRoot: string, inputs: string[]): BundledPackage[] {
+  const names = new Set<string>();
+  for (const input of inputs) {
+    const match = /(?:^|\/)node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(input);
+    if (match) names.add(match[1]!);
+  }
+  return [...names].sort().map((name) => {
+    const manifest = JSON.parse(readFileSync(path.join(packageRoot, 'node_modules', name, 'package.json'), 'utf8')) as { version: string; license?: string };
+    return { name, version: manifest.version, license: manifest.license ?? 'see the package' };
+  });
+}
+
+async function bundle(input: SeaBuildInput, program: Program): Promise<{ main: string; bundled: BundledPackage[] }> {
   const outfile = path.join(input.workDir, `${program}.cjs`);
-  await build({
+  const result = await build({
     entryPoints: [path.join(input.packageRoot, PROGRAMS[program])],
     outfile,
     bundle: true,
@@ -65,8 +79,9 @@ async function bundle(input: SeaBuildInput, program: Program): Promise<string> {
     },
     legalComments: 'inline',
     logLevel: 'warning',
+    metafile: true,
   });
-  return outfile;
+  return { main: outfile, bundled: bundledPackages(input.packageRoot, Object.keys(result.metafile.inputs)) };
 }
 
 // The sea configuration's assets (the built-ins and their manifest), written into workDir.
@@ -87,16 +102,24 @@ function builtinAssets(input: SeaBuildInput): Record<string, string> {
   return assets;
 }
 
-/** Build OUT_DIR/ARCH/PROGRAM for each program and architecture; returns the executables' paths. */
-export async function buildExecutables(input: SeaBuildInput, arches: readonly Arch[]): Promise<string[]> {
+export interface Executable {
+  program: Program;
+  arch: Arch;
+  path: string;
+  /** Third-party JavaScript packages inside it. */
+  bundled: BundledPackage[];
+}
+
+/** Build OUT_DIR/ARCH/PROGRAM for each program and architecture. */
+export async function buildExecutables(input: SeaBuildInput, arches: readonly Arch[]): Promise<Executable[]> {
   mkdirSync(input.workDir, { recursive: true });
   const builderArch = process.arch as Arch;
   const builderNode = await pinnedNode(builderArch);
   const assets = builtinAssets(input);
   const postject = path.join(input.packageRoot, 'node_modules', 'postject', 'dist', 'cli.js');
-  const outputs: string[] = [];
+  const outputs: Executable[] = [];
   for (const program of Object.keys(PROGRAMS) as Program[]) {
-    const main = await bundle(input, program);
+    const { main, bundled } = await bundle(input, program);
     for (const arch of arches) {
       const blob = path.join(input.workDir, `${program}-${arch}.blob`);
       const config = path.join(input.workDir, `${program}-${arch}.sea.json`);
@@ -111,7 +134,7 @@ export async function buildExecutables(input: SeaBuildInput, arches: readonly Ar
       if (strip) await run(strip, ['--strip-all', target], { timeout: 300_000 });
       // postject (LIEF compiled to WebAssembly) takes about 15 s for a 110 MB binary.
       await run(process.execPath, [postject, target, 'NODE_SEA_BLOB', blob, '--sentinel-fuse', SEA_FUSE], { timeout: 600_000, maxBuffer: 16 << 20 });
-      outputs.push(target);
+      outputs.push({ program, arch, path: target, bundled });
     }
   }
   return outputs;

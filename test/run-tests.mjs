@@ -3,9 +3,13 @@
 // so that a run which executed nothing is visible. Exit code: non-zero when anything failed or when a
 // phase printed no summary.
 // Phases: the fast suite (tap's default parallelism), then the real-VM scenarios (*.vm.test.js, *.libvirt.test.js), one at
-// a time: two TCG guests on a 2-core machine would starve each other.
+// a time: two TCG guests on a 2-core machine would starve each other. Under CI (CI=true) or with
+// NEGOTIATOR_SECOND_NODE=1, the fast suite runs a second time on the pinned Node LTS of
+// packaging/node-runtime.ts (fetched from the npm registry once, then cached), first on PATH, so the
+// test files' own `process.execPath` and `node` are that Node too: the two lines `engines` claims.
 // Usage: node test/run-tests.mjs [test files...]   (given files run in one phase)
-//        NEGOTIATOR_SKIP_VM=1 npm test                (the fast suite only)
+//        NEGOTIATOR_SKIP_VM=1 npm test                (no VM scenarios)
+//        NEGOTIATOR_SECOND_NODE=0 npm test            (not the second Node, even under CI)
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -27,11 +31,12 @@ function isVmTest(file) {
   return /\.(vm|libvirt)\.test\.js$/.test(file);
 }
 
-// Run tap on files; resolve with its exit code and its summary object (or undefined).
-function runTap(files, extraArgs) {
+// Run tap on files with `node` (default: this one); resolve with its exit code and its summary object (or undefined).
+function runTap(files, extraArgs, node = process.execPath) {
   return new Promise((resolve) => {
     const args = [tapBin, '--disable-coverage', '--allow-empty-coverage', '--reporter=tap', '--timeout=1800', ...extraArgs, ...files];
-    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    const env = node === process.execPath ? process.env : { ...process.env, PATH: `${path.dirname(node)}${path.delimiter}${process.env.PATH ?? ''}` };
+    const child = spawn(node, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
     let summary;
     let pending = '';
     child.stdout.on('data', (chunk) => {
@@ -61,7 +66,10 @@ if (given.length > 0) {
   phases.push({ name: 'given files', files: given, args: [] });
 } else {
   const all = findTests(path.join(root, 'dist', 'test'));
-  phases.push({ name: 'suite', files: all.filter((f) => !isVmTest(f)), args: [] });
+  const fast = all.filter((f) => !isVmTest(f));
+  phases.push({ name: 'suite', files: fast, args: [] });
+  const second = process.env.NEGOTIATOR_SECOND_NODE ?? (process.env.CI === 'true' ? '1' : '0');
+  if (second !== '0' && second !== '') phases.push({ name: 'suite on the pinned Node LTS', files: fast, args: [], pinnedNode: true });
   const vm = all.filter(isVmTest);
   if (process.env.NEGOTIATOR_SKIP_VM) console.log(`# NEGOTIATOR_SKIP_VM is set: not running the ${vm.length} VM scenario files`);
   else if (vm.length > 0) phases.push({ name: 'VM scenarios', files: vm, args: ['--jobs=1'] });
@@ -69,8 +77,21 @@ if (given.length > 0) {
 const total = { pass: 0, fail: 0, skip: 0 };
 let failedPhase = false;
 for (const phase of phases) {
+  let node = process.execPath;
+  if (phase.pinnedNode) {
+    try {
+      const { pinnedNode, PINNED_NODE } = await import(path.join(root, 'dist', 'packaging', 'node-runtime.js'));
+      node = await pinnedNode(process.arch);
+      phase.name = `${phase.name} ${PINNED_NODE.version}`;
+    } catch (error) {
+      console.log(`# phase ${phase.name}: could not get that Node: ${error.message}`);
+      failedPhase = true;
+      total.fail += 1;
+      continue;
+    }
+  }
   console.log(`# phase: ${phase.name} (${phase.files.length} files)`);
-  const { code, summary } = await runTap(phase.files, phase.args);
+  const { code, summary } = await runTap(phase.files, phase.args, node);
   if (!summary) {
     console.log(`# phase ${phase.name}: tap printed no summary: it did not run to completion`);
     failedPhase = true;

@@ -20,6 +20,8 @@ export function packageVersion(): string {
 export interface PackageOptions {
   outDir: string;
   arches: readonly Arch[];
+  /** The Debian packages' compressor (see packaging/deb.ts). */
+  compression?: 'xz' | 'gzip';
 }
 
 /** Build everything `npm run package` builds; returns the paths written. */
@@ -34,7 +36,7 @@ export async function buildRelease(options: PackageOptions): Promise<string[]> {
   const date = changelogDate();
   for (const executable of executables) {
     const nodeLicense = readFileSync(pinnedNodeLicense(await pinnedNode(executable.arch)), 'utf8');
-    const input = { packageRoot: PACKAGE_ROOT, version, program: executable.program, arch: executable.arch, executable: executable.path, bundled: executable.bundled, outDir: options.outDir, workDir };
+    const input = { packageRoot: PACKAGE_ROOT, version, program: executable.program, arch: executable.arch, executable: executable.path, bundled: executable.bundled, outDir: options.outDir, workDir, compression: options.compression };
     outputs.push(await buildDeb(input, nodeLicense, date));
   }
   rmSync(workDir, { recursive: true, force: true });

@@ -60,14 +60,14 @@ async function main(): Promise<void> {
         `/usr/bin/${program}`,
         `/usr/lib/systemd/system/${program}.service`,
         '/usr/lib/negotiator',
-        '/usr/lib/negotiator/commands',
         `/usr/share/doc/${program}`,
         `/usr/share/man/man1/${program}.1.gz`,
         `/usr/share/lintian/overrides/${program}`,
         ...(side === 'guest' ? ['/usr/lib/udev/rules.d/90-negotiator-guest.rules'] : []),
       ];
       for (const file of expected) t.ok(appeared.includes(file) || before.includes(file), `installed: ${file}`);
-      t.same(readdirSync('/usr/lib/negotiator/commands'), [], '/usr/lib/negotiator/commands is empty');
+      t.same(readdirSync('/usr/lib/negotiator/commands'), [], '/usr/lib/negotiator/commands is there, empty');
+      t.match((await dpkg('-S', '/usr/lib/negotiator/commands')).stdout, new RegExp(`\\b${program}\\b`), 'and the package owns it');
       t.match(readFileSync(`/usr/lib/systemd/system/${program}.service`, 'utf8'), new RegExp(`^ExecStart=/usr/bin/${program} --daemon`, 'm'));
       const shown = await installedCli(program, ['--version']);
       t.same([shown.exitCode, shown.all], [0, version]);

@@ -49,7 +49,7 @@ async function idleGuestRss(work: string, run: number, argv: string[]): Promise<
 }
 
 async function main(argv: string[]): Promise<number> {
-  const release = path.resolve(argv[0] ?? path.join(PACKAGE_ROOT, 'release'));
+  const release = path.resolve(argv[2] ?? path.join(PACKAGE_ROOT, 'release')); // argv: node, script, [RELEASE_DIR]
   const executable = path.join(release, 'x64', 'negotiator-guest');
   if (!existsSync(executable)) throw new Error(`${executable} is missing: run npm run package first (or give the release folder).`);
   const machine = describeMachine();

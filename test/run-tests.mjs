@@ -69,7 +69,9 @@ if (given.length > 0) {
   const fast = all.filter((f) => !isVmTest(f));
   phases.push({ name: 'suite', files: fast, args: [] });
   const second = process.env.NEGOTIATOR_SECOND_NODE ?? (process.env.CI === 'true' ? '1' : '0');
-  if (second !== '0' && second !== '') phases.push({ name: 'suite on the pinned Node LTS', files: fast, args: [], pinnedNode: true });
+  // Not test/packaging/: what it checks (the executables, the packages) does not depend on the Node that runs the test.
+  const onPinned = fast.filter((f) => !f.startsWith(path.join('dist', 'test', 'packaging') + path.sep));
+  if (second !== '0' && second !== '') phases.push({ name: 'suite on the pinned Node LTS', files: onPinned, args: [], pinnedNode: true });
   const vm = all.filter(isVmTest);
   if (process.env.NEGOTIATOR_SKIP_VM) console.log(`# NEGOTIATOR_SKIP_VM is set: not running the ${vm.length} VM scenario files`);
   else if (vm.length > 0) phases.push({ name: 'VM scenarios', files: vm, args: ['--jobs=1'] });

@@ -6,6 +6,8 @@
 // (no launcher), each with NODE_EXTRA_CA_CERTS as set and unset.
 // The guest is simulated (bench/fleet-guests.ts, its own process) and offers `true -> /bin/true`.
 // Then where the start-up time goes: node's phases, the CLI's module groups; and the shipped bundle (npm run bundle).
+// With --executable FILE, the single executable (npm run package) runs beside them: its own target is
+// < 80 ms and no slower than the npm-installed command.
 import { parseCount } from '../common/cli/options.js';
 import { Command, Option } from 'commander';
 import { mkdirSync, symlinkSync } from 'node:fs';
@@ -27,6 +29,7 @@ const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 
 const DEFAULT_JSON = path.join(PACKAGE_ROOT, 'bench/results/cli.json');
 const GUEST = 'bench';
 const TARGET_MS = 150;
+const EXECUTABLE_TARGET_MS = 80;
 
 interface CliBenchOptions {
   runs: number;
@@ -34,6 +37,7 @@ interface CliBenchOptions {
   phaseRuns: number;
   importRuns: number;
   bundle: boolean;
+  executable?: string;
   json: string;
 }
 
@@ -46,6 +50,7 @@ function parseOptions(argv: readonly string[]): Readonly<CliBenchOptions> {
     .addOption(new Option('--phase-runs <n>', 'runs with the start-up phase preload per profiled contender').default(10).argParser(parseCount(false)))
     .addOption(new Option('--import-runs <n>', 'fresh processes timing the CLI\'s module groups').default(10).argParser(parseCount(false)))
     .option('--no-bundle', 'leave out the bundled CLI contender (npm run bundle)')
+    .option('--executable <file>', 'also run this negotiator-host single executable (npm run package: release/x64/negotiator-host)')
     .addOption(new Option('--json <file>', 'where the machine-readable results go').default(DEFAULT_JSON))
     .parse([...argv])
     .opts<CliBenchOptions>();
@@ -127,6 +132,23 @@ function formatPhases(columns: ReadonlyArray<{ header: string; phases: PhaseSamp
   return formatTable(['phase, median ms', ...columns.map((c) => c.header)], rows);
 }
 
+const EXECUTABLE_ROW = '--execute true, via the daemon, single executable';
+
+// The single executable against its own target and against the installed command of the same run.
+function executableVerdicts(results: readonly ContenderResult[]): TargetVerdict[] {
+  return results
+    .filter((r) => r.what === EXECUTABLE_ROW)
+    .flatMap((r) => {
+      const installed = results.find((other) => other.what === '--execute true, via the daemon' && other.certs === r.certs)!;
+      const ms = r.wall.medianUs / 1000;
+      const installedMs = installed.wall.medianUs / 1000;
+      return [
+        { name: `single executable, NODE_EXTRA_CA_CERTS ${r.certs}`, target: `< ${EXECUTABLE_TARGET_MS} ms`, measured: `median ${fixed(ms)} ms (load ${r.load})`, met: ms < EXECUTABLE_TARGET_MS },
+        { name: `single executable against the installed command, NODE_EXTRA_CA_CERTS ${r.certs}`, target: 'no slower', measured: `${fixed(ms)} ms against ${fixed(installedMs)} ms`, met: ms <= installedMs },
+      ];
+    });
+}
+
 const IN_PROCESS = {
   open: 'executeRemote true over an open control connection',
   fresh: 'connect + handshake + executeRemote true + close',
@@ -203,6 +225,7 @@ async function main(argv: string[]): Promise<number> {
         { what: '--execute true, no daemon (--guest)', certs, spec: installed(noDaemon, certs), silent: true, targeted: true, throughLauncher: true },
         { what: '--execute true, via the daemon, node dist/host/cli.js', certs, spec: node([HOST_CLI, ...viaDaemon], certs), silent: true },
         ...(bundled ? [{ what: '--execute true, via the daemon, npm run bundle', certs, spec: node([bundled, ...viaDaemon], certs), silent: true }] : []),
+        ...(options.executable ? [{ what: EXECUTABLE_ROW, certs, spec: { file: path.resolve(options.executable), args: viaDaemon, env: envOf(certs) }, silent: true }] : []),
       ]);
 
       // Timed runs, interleaved (one of each contender per round, order rotated).
@@ -302,7 +325,8 @@ async function main(argv: string[]): Promise<number> {
       target: `< ${TARGET_MS} ms`,
       measured: `median ${fixed(r.wall.medianUs / 1000)} ms (load ${r.load})`,
       met: r.wall.medianUs / 1000 < TARGET_MS,
-    }));
+    }))
+    .concat(executableVerdicts(results));
   console.log(formatVerdicts(verdicts) + '\n');
   const loadavgEnd = loadavg1();
   writeResults(options.json, loadavgEnd, { machine: { ...machine, loadavgEnd }, nodeExtraCaCerts: certsFile ?? null, options, results, inProcess: inProcessRows, phases: phaseColumns, importCosts, verdicts });

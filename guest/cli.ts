@@ -56,7 +56,9 @@ program
       runGuestDoctor({ ...options, hostToGuest: root.hostToGuest, guestToHost: root.guestToHost, controlSocket: root.controlSocket, timeoutMs: root.timeout, json: root.json }, io);
   });
 
-await runMain(program, PROGRAM, (parsed) =>
+// Not awaited: runMain never rejects, and a top-level await would keep the single executables' bundle
+// (CommonJS, packaging/sea.ts) from building.
+void runMain(program, PROGRAM, (parsed) =>
   subcommand?.() ?? runGuestCli(
     {
       daemon: Boolean(parsed.daemon),

@@ -71,7 +71,9 @@ program
       runHostDoctor({ guestName: guest, guest: root.guest, libvirt: root.libvirt, libvirtUri: root.libvirtUri, controlSocket: root.controlSocket, timeoutMs: root.timeout, json: root.json }, io);
   });
 
-await runMain(program, PROGRAM, (parsed) =>
+// Not awaited: runMain never rejects, and a top-level await would keep the single executables' bundle
+// (CommonJS, packaging/sea.ts) from building.
+void runMain(program, PROGRAM, (parsed) =>
   subcommand?.() ?? runHostCli(
     {
       daemon: Boolean(parsed.daemon),

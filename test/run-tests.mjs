@@ -4,9 +4,13 @@
 // phase printed no summary.
 // Phases: the fast suite (tap's default parallelism), then the real-VM scenarios (*.vm.test.js, *.libvirt.test.js), one at
 // a time: two TCG guests on a 2-core machine would starve each other. Before that phase, the VM prerequisites
-// are installed (prepareVm).
+// are installed (prepareVm). Under CI (CI=true) or with NEGOTIATOR_SECOND_NODE=1, the fast suite runs a
+// second time on the pinned Node LTS of packaging/node-runtime.ts (fetched from the npm registry once, then
+// cached), first on PATH, so the test files' own `process.execPath` and `node` are that Node too: the two
+// lines `engines` claims.
 // Usage: node test/run-tests.mjs [test files...]   (given files run in one phase)
-//        NEGOTIATOR_SKIP_VM=1 npm test                (the fast suite only)
+//        NEGOTIATOR_SKIP_VM=1 npm test                (no VM scenarios)
+//        NEGOTIATOR_SECOND_NODE=0 npm test            (not the second Node, even under CI)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -40,11 +44,12 @@ function prepareVm() {
   if (result.status !== 0) console.log(`# ${script} failed (${result.error?.message ?? `exit ${result.status ?? result.signal}`})`);
 }
 
-// Run tap on files; resolve with its exit code and its summary object (or undefined).
-function runTap(files, extraArgs) {
+// Run tap on files with `node` (default: this one); resolve with its exit code and its summary object (or undefined).
+function runTap(files, extraArgs, node = process.execPath) {
   return new Promise((resolve) => {
     const args = [tapBin, '--disable-coverage', '--allow-empty-coverage', '--reporter=tap', '--timeout=1800', ...extraArgs, ...files];
-    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    const env = node === process.execPath ? process.env : { ...process.env, PATH: `${path.dirname(node)}${path.delimiter}${process.env.PATH ?? ''}` };
+    const child = spawn(node, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
     let summary;
     let pending = '';
     child.stdout.on('data', (chunk) => {
@@ -74,7 +79,12 @@ if (given.length > 0) {
   phases.push({ name: 'given files', files: given, args: [], prepare: given.some(isVmTest) ? prepareVm : undefined });
 } else {
   const all = findTests(path.join(root, 'dist', 'test'));
-  phases.push({ name: 'suite', files: all.filter((f) => !isVmTest(f)), args: [] });
+  const fast = all.filter((f) => !isVmTest(f));
+  phases.push({ name: 'suite', files: fast, args: [] });
+  const second = process.env.NEGOTIATOR_SECOND_NODE ?? (process.env.CI === 'true' ? '1' : '0');
+  // Not test/packaging/: what it checks (the executables, the packages) does not depend on the Node that runs the test.
+  const onPinned = fast.filter((f) => !f.startsWith(path.join('dist', 'test', 'packaging') + path.sep));
+  if (second !== '0' && second !== '') phases.push({ name: 'suite on the pinned Node LTS', files: onPinned, args: [], pinnedNode: true });
   const vm = all.filter(isVmTest);
   if (process.env.NEGOTIATOR_SKIP_VM) console.log(`# NEGOTIATOR_SKIP_VM is set: not running the ${vm.length} VM scenario files`);
   else if (vm.length > 0) phases.push({ name: 'VM scenarios', files: vm, args: ['--jobs=1'], prepare: prepareVm });
@@ -82,9 +92,22 @@ if (given.length > 0) {
 const total = { pass: 0, fail: 0, skip: 0 };
 let failedPhase = false;
 for (const phase of phases) {
+  let node = process.execPath;
+  if (phase.pinnedNode) {
+    try {
+      const { pinnedNode, PINNED_NODE } = await import(path.join(root, 'dist', 'packaging', 'node-runtime.js'));
+      node = await pinnedNode(process.arch);
+      phase.name = `${phase.name} ${PINNED_NODE.version}`;
+    } catch (error) {
+      console.log(`# phase ${phase.name}: could not get that Node: ${error.message}`);
+      failedPhase = true;
+      total.fail += 1;
+      continue;
+    }
+  }
   console.log(`# phase: ${phase.name} (${phase.files.length} files)`);
   phase.prepare?.();
-  const { code, summary } = await runTap(phase.files, phase.args);
+  const { code, summary } = await runTap(phase.files, phase.args, node);
   if (!summary) {
     console.log(`# phase ${phase.name}: tap printed no summary: it did not run to completion`);
     failedPhase = true;

@@ -11,10 +11,18 @@ import { fileURLToPath } from 'node:url';
 export const BUILTIN_COMMANDS_FOLDER = 'builtin-commands';
 
 let cached: string | undefined;
+let locator: (() => string) | undefined;
+
+/** For a build with no package folder on disk (the single executables): how to find the folder, called at first use. */
+export function locateBuiltinCommandsWith(locate: () => string): void {
+  locator = locate;
+  cached = undefined;
+}
 
 // Return the absolute path of the built-in commands folder; throws when the package is missing it.
 export function builtinCommandsDirectory(): string {
   if (cached !== undefined) return cached;
+  if (locator !== undefined) return (cached = locator());
   const module = fileURLToPath(import.meta.url);
   let root = path.dirname(module);
   while (!existsSync(path.join(root, 'package.json'))) {

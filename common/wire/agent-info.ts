@@ -108,9 +108,13 @@ export async function readOsInfo(options: ReadOsInfoOptions = {}): Promise<OsInf
 
 let packageVersion: string | undefined;
 
+// Set by the bundler (esbuild `define`) in the single executables, which carry no package.json.
+declare const NEGOTIATOR_BUNDLED_VERSION: string | undefined;
+
 // Return this package's version, from the nearest package.json above this module (read once).
 export function readPackageVersion(): string {
   if (packageVersion !== undefined) return packageVersion;
+  if (typeof NEGOTIATOR_BUNDLED_VERSION === 'string') return (packageVersion = NEGOTIATOR_BUNDLED_VERSION);
   // dist/common/wire/agent-info.js and common/wire/agent-info.ts both find the package root's package.json first.
   let directory = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {

@@ -1,3 +1,6 @@
+// common/base/: leaf utilities every layer may use (logging, rate-limited warnings, long timers, identity
+// look-ups, a worker pool); nothing here imports anything else of the project.
+//
 // Line-oriented logging to stderr with levels. Under systemd (JOURNAL_STREAM set) each line starts with
 // the sd-daemon priority prefix (`<3>` ...) so journald keeps the right priority; elsewhere (supervisord,
 // a terminal) each line starts with an ISO timestamp and the level name.

@@ -1,3 +1,6 @@
+// common/cli/: what both CLIs share: options, the actions (--execute, --list-commands, --connect,
+// --forward) with exit codes scripts can trust, reaching a daemon or a channel, the doctor report.
+//
 // What `--execute` and `--list-commands` do once a peer is connected (directly or through a daemon's
 // control socket), shared by negotiator-host and negotiator-guest. Returns exit codes scripts can trust.
 import { constants as osConstants } from 'node:os';

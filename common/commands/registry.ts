@@ -1,3 +1,6 @@
+// common/commands/: what may run and how it starts: command names, candidate files, the registry and its
+// directory watching, the environment, the runner, the launcher pool, resource limits, the built-ins.
+//
 // The command registry: which commands the command directories offer, in precedence order, kept live.
 // The directory monitor tells which names exist; every list/resolve re-stats the files, since a chmod may
 // go unreported by the watcher.

@@ -1,3 +1,6 @@
+// common/daemon/: what both daemons share: the agent session on a channel, the channel keeper, the control
+// socket, lifecycle and readiness, the serving and stream configuration, the daemon start.
+//
 // One agent's end of one channel, as the daemons use it: an RpcPeer, optionally serving commands,
 // announcing itself when the handshake completes, logging the other agent's lifecycle, and a graceful stop.
 import type { ByteChannel } from '../wire/byte-channel.js';

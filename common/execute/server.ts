@@ -1,3 +1,6 @@
+// common/execute/: `execute` on the wire, above commands/: the server (runs a command for the peer), the
+// client (asks the peer), the relay (a daemon passing a CLI's request on), flow windows, params checks.
+//
 // The execute server: serves `commands.list` and `execute` on a peer. Resolves the command in the command directories,
 // runs it under the limits, streams its output with flow control and answers with its outcome.
 import { bulkDataOf } from '../wire/bulk-line.js';

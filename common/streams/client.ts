@@ -1,3 +1,6 @@
+// common/streams/: forwarded streams (virtproxy's job), beside execute/: the services a side offers and
+// their policy, `stream.open` served and asked for, the daemon relay and the local --forward listeners.
+//
 // The opener's side of a stream: `openStream` sends `stream.open` and gives back a Duplex. Writes go out
 // as `stream.input` within the window the serving side acknowledges; `end()` is a half-close; output is
 // pushed as it arrives and acknowledged as it is read, so a slow reader holds back only its own stream.

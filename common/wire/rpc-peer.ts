@@ -1,3 +1,7 @@
+// common/wire/: the protocol and the RPC peer. Bytes in and out through the ByteChannel seam, lines and
+// frames, the hello handshake, requests matched by id, the limits that keep a hostile peer bounded. It
+// knows nothing of commands, daemons or CLIs (docs/architecture.md).
+//
 // A symmetric JSON-RPC 2.0 peer over a ByteChannel (vscode-jsonrpc's "connection"): the hello handshake
 // (handshake.ts), requests both ways matched by id (requests.ts), notifications, bulk notifications
 // that carry a command's bytes, cancellation and deadlines. Reading and writing are message-reader.ts

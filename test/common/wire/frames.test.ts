@@ -45,14 +45,14 @@ const ping = Buffer.from('{"jsonrpc":"2.0","id":1,"method":"ping"}\n');
 
 t.test('frames and lines interleave, whatever the chunk boundaries', async (t) => {
   const data = randomBytes(FRAME_MAX_PAYLOAD);
-  const stream = Buffer.concat([ping, encodeFrame('execute.output', 3, 'stderr', data), encodeFrame('stream.data', 9, undefined, Buffer.from('\n\n')), ping]);
+  const stream = Buffer.concat([ping, encodeFrame('execute.output', 3, 'stderr', data), encodeFrame('stream.output', 9, undefined, Buffer.from('\n\n')), ping]);
   for (const size of [1, 7, 4096, stream.length]) {
     const { reader, messages, problems } = collect({ frames: true });
     for (let at = 0; at < stream.length; at += size) reader.push(stream.subarray(at, at + size));
     t.same(problems, [], `chunks of ${size}: no problem`);
     t.same(messages.map((m) => m.kind), ['request', 'notification', 'notification', 'request']);
     t.same(messages[1], { kind: 'notification', method: 'execute.output', params: { id: 3, stream: 'stderr', data } });
-    t.same(messages[2], { kind: 'notification', method: 'stream.data', params: { id: 9, data: Buffer.from('\n\n') } });
+    t.same(messages[2], { kind: 'notification', method: 'stream.output', params: { id: 9, data: Buffer.from('\n\n') } });
   }
 });
 
@@ -115,14 +115,14 @@ t.test('negotiation: frames only when both hellos offer them, in both directions
     t.teardown(() => Promise.all([host.close(), guest.close()]));
     const onHost: Buffer[] = [];
     const onGuest: Buffer[] = [];
-    host.onNotification('stream.data', (params) => onHost.push(bulkDataOf(params as Record<string, unknown>)!));
-    guest.onNotification('stream.data', (params) => onGuest.push(bulkDataOf(params as Record<string, unknown>)!));
+    host.onNotification('stream.output', (params) => onHost.push(bulkDataOf(params as Record<string, unknown>)!));
+    guest.onNotification('stream.output', (params) => onGuest.push(bulkDataOf(params as Record<string, unknown>)!));
     host.start();
     guest.start();
     await Promise.all([host.waitForReady(2000), guest.waitForReady(2000)]);
     const data = randomBytes(FRAME_MAX_PAYLOAD * 2 + 5);
-    await guest.sendBulk({ method: 'stream.data', id: 1, data });
-    await host.sendBulk({ method: 'stream.data', id: 2, data });
+    await guest.sendBulk({ method: 'stream.output', id: 1, data });
+    await host.sendBulk({ method: 'stream.output', id: 2, data });
     await until(() => Buffer.concat(onHost).length === data.length && Buffer.concat(onGuest).length === data.length);
     t.ok(Buffer.concat(onHost).equals(data) && Buffer.concat(onGuest).equals(data), 'the bytes arrive exact both ways');
     const both = hostFrames && guestFrames;

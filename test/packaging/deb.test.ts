@@ -47,6 +47,7 @@ async function main(): Promise<void> {
     const lintian = await execa('lintian', ['--allow-root', '--tag-display-limit', '0', ...debs], { reject: false, all: true, timeout: 1_200_000 });
     const errors = lintian.all.split('\n').filter((line) => /^E: /.test(line));
     t.same(errors, [], `lintian errors (all output:\n${lintian.all})`);
+    t.equal(lintian.exitCode, 0, 'lintian ran to its end and found nothing at its failing level (error)');
   });
 
   for (const [program, side] of [['negotiator-guest', 'guest'], ['negotiator-host', 'host']] as const) {

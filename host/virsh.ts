@@ -128,7 +128,8 @@ export function resolveVirshOptions(options: VirshOptions = {}): ResolvedVirshOp
   return Object.freeze(resolved);
 }
 
-// execa is loaded on first use: it costs ~190 ms of start-up that a CLI talking to a daemon never needs.
+// execa is loaded on first use: a CLI that talks to a daemon never runs virsh and must not pay for loading
+// it (its cost: docs/benchmarks.md, "Figures once quoted in source comments").
 const loadExeca = (): Promise<typeof import('execa')> => import('execa');
 
 function isExecaError(value: unknown): value is ExecaErrorType {

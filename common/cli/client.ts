@@ -37,7 +37,9 @@ export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentI
   return startClientPeer(channel, localInfo, `the daemon (${socketPath})`, requestTimeoutMs, peerTimeoutMs);
 }
 
-// Start a peer for a CLI on an open channel (no hello retries: a CLI lives seconds); `peerTimeoutMs`: --peer-timeout.
+// Start a peer for a CLI on an open channel. Hello retries are short (1 s, then every 2 s): a CLI lives
+// seconds, yet an agent that missed the first hello (just starting, or reading stale bytes) still answers.
+// `peerTimeoutMs`: --peer-timeout.
 export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo, 'nonce'>, label: string, requestTimeoutMs: number, peerTimeoutMs?: number): RpcPeer {
   const peer = new RpcPeer(channel, { localInfo, label, requestTimeoutMs, helloRetryMs: 1000, maxHelloRetryMs: 2000, ...(peerTimeoutMs !== undefined ? { peerTimeoutMs } : {}) });
   peer.start();

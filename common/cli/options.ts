@@ -3,6 +3,7 @@ import { InvalidArgumentError, Option, type Command, type OptionValues } from 'c
 import { EXIT_CODES, formatCliError } from './actions.js';
 import path from 'node:path';
 import { systemIdentities, type IdentityLookup } from '../base/identity.js';
+import { parseSize } from '../base/size.js';
 import type { LogLevel } from '../base/logger.js';
 import { DEFAULT_COMMAND_DIRECTORY, type ServingOptions } from '../daemon/serving-options.js';
 
@@ -32,11 +33,9 @@ export function parseCount(allowZero: boolean) {
 
 // Sizes like `64M`, `1G`, `4096`, `0` (none).
 export function parseBytes(value: string): number {
-  const match = /^(\d+)([KMG]i?B?)?$/i.exec(value.trim());
-  if (!match) throw new InvalidArgumentError(`expected a size like 4096, 64M or 1G (0 = no limit), got \`${value}\``);
-  const unit = (match[2] ?? '').charAt(0).toUpperCase();
-  const factor = unit === 'K' ? 1024 : unit === 'M' ? 1024 ** 2 : unit === 'G' ? 1024 ** 3 : 1;
-  return Number(match[1]) * factor;
+  const bytes = parseSize(value);
+  if (bytes === undefined) throw new InvalidArgumentError(`expected a size like 4096, 64M or 1G (0 = no limit), got \`${value}\``);
+  return bytes;
 }
 
 // `--control-mode OCTAL`: a socket file mode such as 0600 or 0660 (at most 0777). Checked here, at

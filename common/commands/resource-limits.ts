@@ -5,6 +5,7 @@ import path from 'node:path';
 import { COMMAND_PATH } from './runner.js';
 import { ConfigError } from '../wire/errors.js';
 import { systemIdentities, type IdentityLookup } from '../base/identity.js';
+import { parseSize } from '../base/size.js';
 
 /** The limits `--rlimit` accepts, by prlimit's option names. */
 export const RLIMITS = {
@@ -22,15 +23,15 @@ export interface ResourceLimit {
   value: number;
 }
 
-// Parse `NAME=VALUE` (VALUE may end in K, M or G), e.g. `nofile=1024`, `as=2G`, `cpu=600`.
+// Parse `NAME=VALUE` (VALUE a size: it may end in K, M or G), e.g. `nofile=1024`, `as=2G`, `cpu=600`.
 export function parseResourceLimit(text: string): ResourceLimit {
-  const match = /^([a-z]+)=(\d+)([KMG])?$/i.exec(text.trim());
+  const match = /^([a-z]+)=(.*)$/i.exec(text.trim());
   const name = match?.[1]?.toLowerCase();
-  if (!match || !name || !(name in RLIMITS)) {
+  const value = parseSize(match?.[2] ?? '');
+  if (!name || !(name in RLIMITS) || value === undefined) {
     throw new ConfigError(`Expected \`--rlimit NAME=VALUE\` with NAME one of ${Object.keys(RLIMITS).join(', ')} (e.g. nofile=1024, as=2G), got \`${text}\``);
   }
-  const factor = { K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(match[3] ?? '').toUpperCase() as 'K' | 'M' | 'G'] ?? 1;
-  return { name: name as RlimitName, value: Number(match[2]) * factor };
+  return { name: name as RlimitName, value };
 }
 
 // The argv prefix that applies the limits (hard and soft), or [] for none. Fails at start-up, not at the

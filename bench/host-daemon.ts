@@ -5,7 +5,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectToDaemon } from '../common/cli/client.js';
-import type { GuestStatus } from '../host/guest-connections.js';
+import type { GuestStatus } from '../host/guest-model.js';
 import { METHODS } from '../common/wire/protocol.js';
 import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { benchAgentInfo } from './bench-agent.js';

@@ -6,7 +6,7 @@ import { startAgentSession, type AgentSession } from '../common/daemon/agent-ses
 import { keepChannel, type ChannelKeeper } from '../common/daemon/channel-keeper.js';
 import { createCommandRegistry, type CommandRegistry } from '../common/commands/registry.js';
 import { createDaemonLauncherPool } from '../common/commands/launcher-pool.js';
-import { describeExecuted, type CommandServiceOptions } from '../common/execute/server.js';
+import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
@@ -24,7 +24,7 @@ export interface GuestDaemonOptions {
   controlSocket: string;
   controlMode: number;
   controlGid?: number;
-  limits: Omit<CommandServiceOptions, 'side' | 'commands' | 'logger' | 'onExecuted'>;
+  limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted'>;
   requestTimeoutMs: number;
   maxLineBytes: number;
   /** Grace for running commands on shutdown. */

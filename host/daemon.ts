@@ -4,16 +4,16 @@
 import { readLocalAgentInfo, readPackageVersion } from '../common/wire/agent-info.js';
 import { startAgentSession } from '../common/daemon/agent-session.js';
 import { createCommandRegistry } from '../common/commands/registry.js';
-import { describeExecuted, type CommandServiceOptions } from '../common/execute/server.js';
+import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
-import { RpcError } from '../common/wire/errors.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
 import type { Logger } from '../common/base/logger.js';
-import { CHANNEL_NAMES, ERROR_CODES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
-import type { RpcPeer } from '../common/wire/rpc-peer.js';
+import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import { GuestConnections } from './guest-connections.js';
-import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-registry.js';
+import { resolveGuestPeer } from './guest-upstream.js';
+import { describeRole } from './guest-model.js';
+import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-discovery.js';
 
 export interface HostDaemonOptions {
   discovery: GuestDiscoveryOptions;
@@ -21,7 +21,7 @@ export interface HostDaemonOptions {
   controlSocket: string;
   controlMode: number;
   controlGid?: number;
-  limits: Omit<CommandServiceOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv'>;
+  limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv'>;
   requestTimeoutMs: number;
   maxLineBytes: number;
   graceMs: number;
@@ -39,16 +39,16 @@ export interface HostDaemon {
 export async function startHostDaemon(options: HostDaemonOptions): Promise<HostDaemon> {
   const log = options.logger;
   const info = await readLocalAgentInfo('host');
-  const registry = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
-  await registry.ready;
+  const commands = createCommandRegistry({ directories: options.commandDirectories, logger: log.child('commands'), watch: true });
+  await commands.ready;
   const discovery = createGuestDiscovery({ ...options.discovery, logger: log.child('discovery') });
 
   const connections = new GuestConnections({
-    registry: discovery.registry,
+    guests: discovery.guests,
     logger: log,
     graceMs: options.graceMs,
     startSession: (guest, role, channel) => {
-      const label = `guest ${guest.name} (${role === 'hostToGuest' ? 'host-to-guest' : 'guest-to-host'})`;
+      const label = `guest ${guest.name} (${describeRole(role)})`;
       return startAgentSession({
         channel,
         label,
@@ -58,7 +58,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         peer: { requestTimeoutMs: options.requestTimeoutMs, maxLineBytes: options.maxLineBytes },
         serve: {
           side: 'host',
-          commands: registry,
+          commands,
           channelName: CHANNEL_NAMES[role],
           ...options.limits,
           extraEnv: () => ({
@@ -72,23 +72,6 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
   });
   await discovery.ready;
 
-  // The guest's outbound peer for a CLI request, or an error that says what to do.
-  const resolveGuest = async (params: Record<string, unknown>): Promise<RpcPeer> => {
-    const name = params.guest;
-    if (typeof name !== 'string' || name === '') {
-      throw new RpcError(ERROR_CODES.invalidParams, 'which guest? pass its name (negotiator-host --execute CMD GUEST)');
-    }
-    const connection = connections.get(name);
-    if (!connection) {
-      const known = connections.list().map((c) => c.guest.name);
-      throw new RpcError(ERROR_CODES.unknownGuest, `unknown guest \`${name}\`; known guests: ${known.join(', ') || '(none: is libvirt reachable, or pass --guest NAME=...?)'}`, { guest: name, known });
-    }
-    if (!connection.outbound) {
-      throw new RpcError(ERROR_CODES.unknownGuest, `guest \`${name}\` has no negotiator channels: add them to its domain (see libvirt/ and the README), then stop and start it`, { guest: name });
-    }
-    return connection.outbound.waitForPeer(options.requestTimeoutMs);
-  };
-
   let control: ControlServer;
   try {
     control = await startControlServer({
@@ -98,7 +81,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
       localInfo: info,
       logger: log.child('control'),
       register: (peer) => {
-        registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: resolveGuest });
+        registerExecuteRelay(peer, { logger: log.child('control'), resolveUpstream: (params) => resolveGuestPeer(connections, params, options.requestTimeoutMs) });
         peer.handle(METHODS.listGuests, () => ({ guests: connections.status() }));
         peer.handle(METHODS.status, () => ({ agent: info, guests: connections.status() }));
       },
@@ -106,7 +89,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
   } catch (error) {
     await connections.close('start-up failed');
     await discovery.close();
-    await registry.close();
+    await commands.close();
     throw error;
   }
   await announceReady(
@@ -123,7 +106,7 @@ export async function startHostDaemon(options: HostDaemonOptions): Promise<HostD
         await control.close();
         await discovery.close();
         await connections.close(reason);
-        await registry.close();
+        await commands.close();
       })();
       return stopping;
     },

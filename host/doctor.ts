@@ -15,8 +15,7 @@ import { CHANNEL_NAMES, METHODS, type AgentInfo, type ListCommandsResult } from 
 import type { RpcPeer } from '../common/wire/rpc-peer.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
 import { findNegotiatorChannels, parseDomainXml, type DomainDescription } from './domain-xml.js';
-import { CHANNEL_ROLES, type GuestStatus } from './guest-connections.js';
-import type { ChannelEndpoint, ChannelRole } from './guest-registry.js';
+import { CHANNEL_ROLES, type ChannelEndpoint, type ChannelRole, type GuestStatus } from './guest-model.js';
 import { virshHint, type DomainDefinitions } from './setup-domain.js';
 import type { StaticGuestSpec } from './static-guests.js';
 import { VIRSH_FAILURES, VirshError, type Virsh } from './virsh.js';

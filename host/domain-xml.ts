@@ -1,6 +1,6 @@
 // The parts of `virsh dumpxml` discovery needs (name, uuid, id, channels), read with a small XML reader
 // (no dependency): elements, attributes in either quote style, text, entities, comments, CDATA.
-import type { ChannelEndpoint, ChannelRole, DiscoveredGuest } from './guest-registry.js';
+import type { ChannelEndpoint, ChannelRole, DiscoveredGuest } from './guest-model.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 
 // ---- the domain XML ----------------------------------------------------------------------------------

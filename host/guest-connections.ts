@@ -7,9 +7,8 @@ import { keepChannel, type ChannelKeeper } from '../common/daemon/channel-keeper
 import type { Logger } from '../common/base/logger.js';
 import type { AgentInfo } from '../common/wire/protocol.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
-import type { ChannelRole, DiscoveredGuest, GuestRegistry } from './guest-registry.js';
-
-export const CHANNEL_ROLES: readonly ChannelRole[] = ['hostToGuest', 'guestToHost'];
+import { CHANNEL_ROLES, describeRole, type ChannelRole, type DiscoveredGuest, type GuestStatus } from './guest-model.js';
+import type { GuestTable } from './guest-table.js';
 
 export interface GuestConnection {
   readonly guest: DiscoveredGuest;
@@ -18,18 +17,8 @@ export interface GuestConnection {
   readonly outbound: ChannelKeeper | undefined;
 }
 
-/** What `negotiator-host --list-guests` shows of a guest. */
-export interface GuestStatus {
-  name: string;
-  uuid: string | null;
-  source: DiscoveredGuest['source'];
-  /** The guest agent, when a channel has completed its handshake. */
-  agent: AgentInfo | null;
-  channels: Partial<Record<ChannelRole, { path: string; libvirtState: string | null; open: boolean; ready: boolean; error: string | null }>>;
-}
-
 export interface GuestConnectionsOptions {
-  registry: GuestRegistry;
+  guests: GuestTable;
   logger: Logger;
   /** Run the agent session on a newly opened channel of a guest. */
   startSession: (guest: DiscoveredGuest, role: ChannelRole, channel: ByteChannel) => AgentSession;
@@ -44,10 +33,10 @@ export class GuestConnections {
 
   constructor(options: GuestConnectionsOptions) {
     this.#options = options;
-    const { registry } = options;
-    registry.on('guest-up', (guest) => this.#open(guest));
-    registry.on('guest-down', (guest) => void this.#close(guest.name, 'the guest went down'));
-    registry.on('guest-changed', (guest, previous) => {
+    const { guests } = options;
+    guests.on('guest-up', (guest) => this.#open(guest));
+    guests.on('guest-down', (guest) => void this.#close(guest.name, 'the guest went down'));
+    guests.on('guest-changed', (guest, previous) => {
       const moved = CHANNEL_ROLES.some((role) => guest.channels[role]?.path !== previous.channels[role]?.path);
       if (moved) {
         void this.#close(guest.name, 'its channels changed').then(() => this.#open(guest));
@@ -56,7 +45,7 @@ export class GuestConnections {
         if (current) this.#connections.set(guest.name, { ...current, guest });
       }
     });
-    for (const guest of registry.list()) this.#open(guest);
+    for (const guest of guests.list()) this.#open(guest);
   }
 
   get(name: string): GuestConnection | undefined {
@@ -96,7 +85,7 @@ export class GuestConnections {
     for (const role of CHANNEL_ROLES) {
       const endpoint = guest.channels[role];
       if (!endpoint) continue;
-      const label = `guest ${guest.name} (${role === 'hostToGuest' ? 'host-to-guest' : 'guest-to-host'})`;
+      const label = `guest ${guest.name} (${describeRole(role)})`;
       keepers[role] = keepChannel({
         label,
         logger: log,

@@ -3,7 +3,7 @@
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../common/wire/errors.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
-import type { ChannelRole, DiscoveredGuest } from './guest-registry.js';
+import type { ChannelRole, DiscoveredGuest } from './guest-model.js';
 
 /** A guest given on the command line; paths are absolute. At least one channel is set. */
 export interface StaticGuestSpec {

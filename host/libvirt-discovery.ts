@@ -5,7 +5,7 @@
 import { ConfigError, errorMessage } from '../common/wire/errors.js';
 import { silentLogger, type Logger } from '../common/base/logger.js';
 import { findNegotiatorChannels, parseDomainXml, type DomainDescription } from './domain-xml.js';
-import type { DiscoveredGuest, GuestSink } from './guest-registry.js';
+import type { DiscoveredGuest, GuestSink } from './guest-model.js';
 import { VirshError, type DomainEvent, type Virsh } from './virsh.js';
 
 export interface LibvirtDiscoveryOptions {

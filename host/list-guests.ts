@@ -5,8 +5,8 @@ import { startClientPeer } from '../common/cli/client.js';
 import { errorMessage } from '../common/wire/errors.js';
 import type { AgentInfo } from '../common/wire/protocol.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
-import { CHANNEL_ROLES, type GuestStatus } from './guest-connections.js';
-import { createGuestDiscovery } from './guest-registry.js';
+import { createGuestDiscovery } from './guest-discovery.js';
+import { CHANNEL_ROLES, type GuestStatus } from './guest-model.js';
 import type { StaticGuestSpec } from './static-guests.js';
 import type { Virsh } from './virsh.js';
 
@@ -28,7 +28,7 @@ export async function probeGuests(options: ProbeOptions): Promise<GuestStatus[]>
   let guests;
   try {
     await discovery.ready;
-    guests = discovery.registry.list();
+    guests = discovery.guests.list();
   } finally {
     await discovery.close();
   }

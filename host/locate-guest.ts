@@ -2,7 +2,7 @@
 // `virsh dumpxml NAME`), with errors that say what is wrong and what to do.
 import { RpcError } from '../common/wire/errors.js';
 import { ERROR_CODES } from '../common/wire/protocol.js';
-import type { DiscoveredGuest } from './guest-registry.js';
+import type { DiscoveredGuest } from './guest-model.js';
 import { findNegotiatorChannels, parseDomainXml } from './domain-xml.js';
 import { staticGuestOf, type StaticGuestSpec } from './guest-specs.js';
 import { VIRSH_FAILURES, VirshError, type Virsh } from './virsh.js';

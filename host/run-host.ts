@@ -7,8 +7,8 @@ import type { ServingOptions } from '../common/cli/options.js';
 import { createLogger } from '../common/base/logger.js';
 import { METHODS } from '../common/wire/protocol.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
-import type { GuestStatus } from './guest-connections.js';
 import type { SetupCliOptions } from './setup-domain.js';
+import type { GuestStatus } from './guest-model.js';
 import { parseGuestSpecs, staticGuestOf } from './guest-specs.js';
 
 export const PROGRAM = 'negotiator-host';
@@ -37,7 +37,7 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
   const logger = createLogger({ level: options.logLevel });
   const staticGuests = parseGuestSpecs(options.guest);
   if (options.daemon) {
-    // The daemon's modules (discovery, registry, runner) are loaded only here: a CLI starts faster without them.
+    // The daemon's modules (discovery, guest table, command registry, runner) are loaded only here: a CLI starts faster without them.
     const { startHostDaemon } = await import('./daemon.js');
     const { stopOnSignals } = await import('../common/daemon/lifecycle.js');
     const { resolveServingConfig } = await import('../common/daemon/serving-config.js');

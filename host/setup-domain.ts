@@ -11,12 +11,11 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { ExecaError as ExecaErrorType } from 'execa';
 import { EXIT_CODES, formatCliError, type CliIo } from '../common/cli/actions.js';
 import { ConfigError, errorMessage, truncateForLog } from '../common/wire/errors.js';
 import { CHANNEL_NAMES } from '../common/wire/protocol.js';
 import { parseDomainXml, type DomainChannel } from './domain-xml.js';
-import { DEFAULT_LIBVIRT_URI, VIRSH_FAILURES, VirshError, createVirsh, resolveVirshOptions, type Virsh, type VirshOptions } from './virsh.js';
+import { DEFAULT_LIBVIRT_URI, VIRSH_FAILURES, VirshError, createVirsh, resolveVirshOptions, runVirsh, type Virsh, type VirshOptions } from './virsh.js';
 
 /** What `virsh dominfo` says of a domain. */
 export interface DomainState {
@@ -52,26 +51,15 @@ export class DomainSetupError extends Error {
   override name = 'DomainSetupError';
 }
 
-const NO_DOMAIN = /Domain not found|failed to get domain|no domain with matching/i;
-const UNREACHABLE = /failed to connect|Cannot recv data|Cannot write data|no connection driver|authentication|Permission denied|Connection refused|End of file while reading/i;
-
-// Create the real seam (execa runs `virsh -c URI ...` in the C locale).
+// Create the real seam: every call goes through runVirsh (host/virsh.ts), so one classifier sorts its failures.
 export function createDomainDefinitions(options: DomainDefinitionsOptions = {}): DomainDefinitions {
   const { uri, virshPath, timeoutMs } = resolveVirshOptions(options);
   const changeTimeoutMs = options.changeTimeoutMs ?? 120_000;
   if (!Number.isSafeInteger(changeTimeoutMs) || changeTimeoutMs <= 0) {
     throw new ConfigError(`Expected the \`changeTimeoutMs\` option to be a positive integer, got \`${changeTimeoutMs}\``);
   }
-  // `connect: false` for what needs no libvirt connection (`--version`).
-  const run = async (args: string[], { timeout = timeoutMs, connect = true } = {}): Promise<string> => {
-    const { execa } = await import('execa');
-    const full = connect ? ['-c', uri, ...args] : args;
-    try {
-      return (await execa(virshPath, full, { env: { LC_ALL: 'C', LANG: 'C' }, stdin: 'ignore', timeout, forceKillAfterDelay: 2000 })).stdout;
-    } catch (cause) {
-      throw toVirshError(`virsh ${full.join(' ')}`, virshPath, uri, timeout, cause);
-    }
-  };
+  const run = (args: string[], { timeout = timeoutMs, connect = true } = {}): Promise<string> =>
+    runVirsh({ uri, virshPath, timeoutMs }, args, { timeoutMs: timeout, connect });
   return {
     uri,
     version: async () => (await run(['--version'], { connect: false })).trim(),
@@ -98,22 +86,6 @@ export function parseDomInfo(stdout: string): DomainState {
   const persistent = field('Persistent');
   if (id === undefined || persistent === undefined) throw new VirshError('failed', `cannot read \`virsh dominfo\` output: ${truncateForLog(stdout)}`);
   return { persistent: persistent === 'yes', running: id !== '-' };
-}
-
-function toVirshError(command: string, virshPath: string, uri: string, timeoutMs: number, cause: unknown): VirshError {
-  const failure = cause instanceof Error && cause.name === 'ExecaError' ? (cause as ExecaErrorType) : undefined;
-  if (!failure) return new VirshError('failed', `\`${command}\` failed: ${errorMessage(cause)}`, '', { cause });
-  const stderr = typeof failure.stderr === 'string' ? failure.stderr.trim() : '';
-  const said = truncateForLog(stderr.replace(/\s*\n\s*/g, ' | '), 300) || '(no output on stderr)';
-  if (failure.code === 'ENOENT' || failure.code === 'EACCES') {
-    return new VirshError('missing', `cannot run \`${virshPath}\` (${failure.code}): install libvirt-clients (Debian/Ubuntu: apt-get install libvirt-clients)`, stderr, { cause });
-  }
-  if (failure.timedOut) return new VirshError('timeout', `\`${command}\` did not finish within ${timeoutMs} ms: libvirtd at \`${uri}\` is stuck or overloaded`, stderr, { cause });
-  if (NO_DOMAIN.test(stderr)) return new VirshError('no-domain', `libvirt at \`${uri}\` has no such domain: ${said}`, stderr, { cause });
-  if (UNREACHABLE.test(stderr)) {
-    return new VirshError('unreachable', `cannot reach libvirt at \`${uri}\`: ${said}. Is libvirtd (or virtqemud) running, and may this user use it (root, or the libvirt group)?`, stderr, { cause });
-  }
-  return new VirshError('failed', `\`${command}\` failed: ${said}`, stderr, { cause });
 }
 
 // ---- the channels ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import type { FSWatcher } from 'chokidar';
 import { errorMessage } from '../common/wire/errors.js';
 import type { StaticGuestSpec } from './guest-specs.js';
 import { silentLogger, type Logger } from '../common/base/logger.js';
-import type { ChannelRole, DiscoveredGuest, GuestSink } from './guest-registry.js';
+import type { ChannelRole, DiscoveredGuest, GuestSink } from './guest-model.js';
 
 export { parseGuestSpec, parseGuestSpecs, type StaticGuestSpec } from './guest-specs.js';
 
@@ -64,7 +64,7 @@ export class StaticGuestWatcher {
   }
 
   // chokidar is loaded here, where watching starts, not with this module: the CLI imports the module
-  // graph around it (guest specs, the registry's types) and must not pay for chokidar.
+  // graph around it (guest specs, the guest model) and must not pay for chokidar.
   async #startWatching(): Promise<void> {
     const { watch } = await import('chokidar');
     if (this.#closed) return;

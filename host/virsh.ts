@@ -135,6 +135,53 @@ function isExecaError(value: unknown): value is ExecaErrorType {
   return value instanceof Error && value.name === 'ExecaError';
 }
 
+/** One call through the seam: `connect: false` for what needs no libvirt connection (`--version`). */
+export interface VirshRunOptions {
+  signal?: AbortSignal;
+  /** Deadline of this call in ms; default the seam's `timeoutMs`. */
+  timeoutMs?: number;
+  connect?: boolean;
+}
+
+type VirshTarget = Pick<ResolvedVirshOptions, 'uri' | 'virshPath' | 'timeoutMs'>;
+
+// Run `virsh -c URI ARGS...` once (C locale, deadline, no stdin) and resolve with its stdout; every
+// failure is a VirshError from classifyVirshFailure. Discovery's calls and setup's all come here.
+export async function runVirsh(options: VirshTarget, args: readonly string[], run: VirshRunOptions = {}): Promise<string> {
+  const connect = run.connect !== false;
+  const timeoutMs = run.timeoutMs ?? options.timeoutMs;
+  try {
+    const { execa } = await loadExeca();
+    const { stdout } = await execa(options.virshPath, connect ? ['-c', options.uri, ...args] : [...args], { ...VIRSH_ENV, stdin: 'ignore', timeout: timeoutMs, cancelSignal: run.signal });
+    return stdout;
+  } catch (cause) {
+    throw classifyVirshFailure({ ...options, timeoutMs }, args, cause, connect);
+  }
+}
+
+// The one classifier: anything a virsh call threw, as a VirshError whose kind tells callers whether
+// libvirt as a whole is unusable (missing, unreachable, timeout) and whose message says what to do.
+export function classifyVirshFailure(options: VirshTarget, args: readonly string[], cause: unknown, connected = true): VirshError {
+  const command = `virsh${connected ? ` -c ${options.uri}` : ''} ${args.join(' ')}`;
+  if (!isExecaError(cause)) return new VirshError('failed', `\`${command}\` failed: ${errorMessage(cause)}`, '', { cause });
+  const output: unknown = cause.stderr;
+  const stderr = typeof output === 'string' ? output.trim() : '';
+  const said = truncateForLog(stderr.replace(/\s*\n\s*/g, ' | '), 300);
+  if (cause.code === 'ENOENT' || cause.code === 'EACCES') {
+    return new VirshError('missing', `cannot run \`${options.virshPath}\` (${cause.code}): install libvirt-clients (Debian/Ubuntu: apt-get install libvirt-clients) or set \`virshPath\`.`, stderr, { cause });
+  }
+  if (cause.isCanceled) return new VirshError('canceled', `\`${command}\` was canceled`, stderr, { cause });
+  if (cause.timedOut) {
+    return new VirshError('timeout', `\`${command}\` did not finish within ${options.timeoutMs} ms: libvirtd at \`${options.uri}\` is stuck or overloaded (raise \`timeoutMs\` if it is only slow).`, stderr, { cause });
+  }
+  if (NO_DOMAIN.test(stderr)) return new VirshError('no-domain', `libvirt has no domain \`${args.at(-1) ?? ''}\` (it stopped or was undefined): ${said}`, stderr, { cause });
+  if (UNREACHABLE.test(stderr)) {
+    return new VirshError('unreachable', `cannot reach libvirt at \`${options.uri}\`: ${said}. Is libvirtd (or virtqemud) running, and may this user use it (root, or the libvirt group)?`, stderr, { cause });
+  }
+  const how = cause.exitCode === undefined ? `was ended by ${cause.signal ?? 'a signal'}` : `exited with code ${cause.exitCode}`;
+  return new VirshError('failed', `\`${command}\` ${how}: ${said || '(no output on stderr)'}`, stderr, { cause });
+}
+
 // Create the real seam; it logs one line when libvirt becomes unusable and one when it answers again.
 export function createVirsh(options: VirshOptions = {}): Virsh {
   return new VirshCli(resolveVirshOptions(options));
@@ -199,7 +246,7 @@ class VirshCli implements Virsh {
       }
       const exit = await outcome;
       if (signal.aborted) return;
-      const error = this.#toError(args, exit ?? new Error('virsh event exited although it was told to loop'));
+      const error = classifyVirshFailure(this.#options, args, exit ?? new Error('virsh event exited although it was told to loop'));
       this.#reportFailure(error);
       delay = Date.now() - started >= HEALTHY_STREAM_MS ? restartDelayMs : delay;
       yield { type: 'stream-ended', error, retryInMs: delay };
@@ -214,42 +261,13 @@ class VirshCli implements Virsh {
 
   async #run(args: string[], signal: AbortSignal | undefined): Promise<string> {
     try {
-      const { execa } = await loadExeca();
-      const { stdout } = await execa(this.#options.virshPath, ['-c', this.#options.uri, ...args], {
-        ...VIRSH_ENV,
-        stdin: 'ignore',
-        timeout: this.#options.timeoutMs,
-        cancelSignal: signal,
-      });
+      const stdout = await runVirsh(this.#options, args, { signal });
       this.#reportSuccess();
       return stdout;
-    } catch (cause) {
-      const error = this.#toError(args, cause);
-      this.#reportFailure(error);
+    } catch (error) {
+      if (error instanceof VirshError) this.#reportFailure(error);
       throw error;
     }
-  }
-
-  // Classify anything execa threw into one VirshError with an actionable message.
-  #toError(args: string[], cause: unknown): VirshError {
-    const command = `virsh -c ${this.#options.uri} ${args.join(' ')}`;
-    if (!isExecaError(cause)) return new VirshError('failed', `\`${command}\` failed: ${errorMessage(cause)}`, '', { cause });
-    const output: unknown = cause.stderr;
-    const stderr = typeof output === 'string' ? output.trim() : '';
-    const said = truncateForLog(stderr.replace(/\s*\n\s*/g, ' | '), 300);
-    if (cause.code === 'ENOENT' || cause.code === 'EACCES') {
-      return new VirshError('missing', `cannot run \`${this.#options.virshPath}\` (${cause.code}): install libvirt-clients (Debian/Ubuntu: apt-get install libvirt-clients) or set \`virshPath\`.`, stderr, { cause });
-    }
-    if (cause.isCanceled) return new VirshError('canceled', `\`${command}\` was canceled`, stderr, { cause });
-    if (cause.timedOut) {
-      return new VirshError('timeout', `\`${command}\` did not finish within ${this.#options.timeoutMs} ms: libvirtd at \`${this.#options.uri}\` is stuck or overloaded (raise \`timeoutMs\` if it is only slow).`, stderr, { cause });
-    }
-    if (NO_DOMAIN.test(stderr)) return new VirshError('no-domain', `libvirt has no domain \`${args.at(-1) ?? ''}\` (it stopped or was undefined): ${said}`, stderr, { cause });
-    if (UNREACHABLE.test(stderr)) {
-      return new VirshError('unreachable', `cannot reach libvirt at \`${this.#options.uri}\`: ${said}. Is libvirtd (or virtqemud) running, and may this user use it (root, or the libvirt group)?`, stderr, { cause });
-    }
-    const how = cause.exitCode === undefined ? `was ended by ${cause.signal ?? 'a signal'}` : `exited with code ${cause.exitCode}`;
-    return new VirshError('failed', `\`${command}\` ${how}: ${said || '(no output on stderr)'}`, stderr, { cause });
   }
 
   // libvirt-wide trouble is logged once per outage; the caller decides about anything else.

@@ -1,7 +1,7 @@
 // One agent's end of one channel, as the daemons use it: an RpcPeer, optionally serving commands,
 // announcing itself when the handshake completes, logging the other agent's lifecycle, and a graceful stop.
 import type { ByteChannel } from '../wire/byte-channel.js';
-import { registerCommandService, type CommandService, type CommandServiceOptions } from '../execute/server.js';
+import { registerExecuteServer, type ExecuteServer, type ExecuteServerOptions } from '../execute/server.js';
 import { errorMessage } from '../wire/errors.js';
 import type { Logger } from '../base/logger.js';
 import { METHODS, isRecord, type AgentInfo, type StoppingParams } from '../wire/protocol.js';
@@ -14,7 +14,7 @@ export interface AgentSessionOptions {
   localInfo: Omit<AgentInfo, 'nonce'>;
   logger: Logger;
   /** Serve `commands.list` and `execute` on this channel with these options. */
-  serve?: Omit<CommandServiceOptions, 'logger'>;
+  serve?: Omit<ExecuteServerOptions, 'logger'>;
   /** Send `agent.started` each time a handshake completes. */
   announce?: boolean;
   peer?: Partial<Omit<PeerOptions, 'localInfo' | 'label' | 'logger'>>;
@@ -23,7 +23,7 @@ export interface AgentSessionOptions {
 /** A running session. `stop()` is idempotent. */
 export interface AgentSession {
   readonly peer: RpcPeer;
-  readonly service: CommandService | undefined;
+  readonly service: ExecuteServer | undefined;
   /** Tell the other side we stop, give running commands `graceMs` to finish, cancel the rest, close. */
   stop(reason: string, graceMs: number): Promise<void>;
 }
@@ -38,7 +38,7 @@ export function describeAgent(info: AgentInfo): string {
 export function startAgentSession(options: AgentSessionOptions): AgentSession {
   const log = options.logger;
   const peer = new RpcPeer(options.channel, { ...options.peer, localInfo: options.localInfo, label: options.label, logger: log });
-  const service = options.serve ? registerCommandService(peer, { ...options.serve, logger: log }) : undefined;
+  const service = options.serve ? registerExecuteServer(peer, { ...options.serve, logger: log }) : undefined;
   peer.on('ready', (info: AgentInfo, restarted: boolean) => {
     log.info(`${restarted ? 'new session with' : 'connected to'} the ${info.side} agent: ${describeAgent(info)}`);
     if (options.announce) void peer.notify(METHODS.agentStarted, peer.localInfo);

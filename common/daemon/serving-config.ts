@@ -2,12 +2,12 @@
 // user's, then the built-in ones) and the command limits, with --rlimit and --run-as resolved.
 import { builtinCommandsDirectory } from '../commands/builtin.js';
 import { DEFAULT_COMMAND_DIRECTORY, type ServingOptions } from '../cli/options.js';
-import type { CommandServiceOptions } from '../execute/server.js';
+import type { ExecuteServerOptions } from '../execute/server.js';
 import { resolveCommandIdentity } from '../commands/resource-limits.js';
 
 export interface ServingConfig {
   commandDirectories: string[];
-  limits: Omit<CommandServiceOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv' | 'channelName'>;
+  limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv' | 'channelName'>;
 }
 
 // Resolve once at daemon start-up, before any channel is opened.

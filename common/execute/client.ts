@@ -1,7 +1,7 @@
 // The caller's side of `execute`: sends stdin with flow control, delivers stdout/stderr to sinks as
 // they arrive, acknowledges what the sinks consumed, and resolves with the command's outcome.
 import type { Readable, Writable } from 'node:stream';
-import { bulkDataOf, encodeBulkLine } from '../wire/bulk-line.js';
+import { bulkDataOf } from '../wire/bulk-line.js';
 import { ConfigError, RpcError } from '../wire/errors.js';
 import { FlowWindow } from './flow-window.js';
 import {
@@ -47,33 +47,6 @@ export interface ExecuteOptions {
  */
 const ANSWER_GRACE_MS = 2000;
 
-interface ClientExecution {
-  deliver(stream: OutputStream, chunk: Buffer): void;
-  inputAck(bytes: number): void;
-}
-const registries = new WeakMap<RpcPeer, Map<number, ClientExecution>>();
-
-function executionsOf(peer: RpcPeer): Map<number, ClientExecution> {
-  let executions = registries.get(peer);
-  if (!executions) {
-    const map = new Map<number, ClientExecution>();
-    executions = map;
-    registries.set(peer, map);
-    peer.onNotification(METHODS.executeOutput, (params) => {
-      if (!isRecord(params) || typeof params.id !== 'number') return;
-      const data = bulkDataOf(params);
-      if (!data) return;
-      const stream = params.stream === 'stderr' ? 'stderr' : 'stdout';
-      map.get(params.id)?.deliver(stream, data);
-    });
-    peer.onNotification(METHODS.executeInputAck, (params) => {
-      if (!isRecord(params) || typeof params.id !== 'number' || typeof params.bytes !== 'number') return;
-      map.get(params.id)?.inputAck(params.bytes);
-    });
-  }
-  return executions;
-}
-
 // Run a command on the other side of `peer`; rejects only when the request itself fails (a command that
 // exits non-zero resolves with its exit code).
 export async function executeRemote(peer: RpcPeer, options: ExecuteOptions): Promise<ExecuteResult> {
@@ -94,11 +67,6 @@ export async function executeRemote(peer: RpcPeer, options: ExecuteOptions): Pro
   await peer.waitForReady(timeoutMs, options.signal);
   const controller = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
-  const { id, response } = peer.startRequest(METHODS.execute, params, {
-    timeoutMs: timeoutMs === 0 ? 0 : timeoutMs + (options.answerGraceMs ?? ANSWER_GRACE_MS),
-    signal,
-  });
-  const executions = executionsOf(peer);
   const input = new FlowWindow(window);
   let delivery: Promise<void> = Promise.resolve();
   let deliveryError: Error | undefined;
@@ -109,31 +77,40 @@ export async function executeRemote(peer: RpcPeer, options: ExecuteOptions): Pro
     void peer.notify(METHODS.executeOutputAck, { id, bytes: unacked });
     unacked = 0;
   };
-  executions.set(id, {
-    deliver(stream, chunk) {
-      const sink = stream === 'stdout' ? options.stdout : options.stderr;
-      buffered += chunk.length;
-      if (buffered > window * 2) {
-        controller.abort(new RpcError(ERROR_CODES.flowControl, `flow-control violation: the peer sent more than ${window * 2} unacknowledged output bytes`));
-        return;
-      }
-      delivery = delivery.then(async () => {
-        if (sink && !deliveryError) {
-          try {
-            await writeToSink(sink, chunk);
-          } catch (error) {
-            deliveryError = error as Error;
-            controller.abort(deliveryError);
-          }
+  // Each output chunk goes to its sink in order; acknowledged once the sink took it.
+  const deliver = (stream: OutputStream, chunk: Buffer): void => {
+    const sink = stream === 'stdout' ? options.stdout : options.stderr;
+    buffered += chunk.length;
+    if (buffered > window * 2) {
+      controller.abort(new RpcError(ERROR_CODES.flowControl, `flow-control violation: the peer sent more than ${window * 2} unacknowledged output bytes`));
+      return;
+    }
+    delivery = delivery.then(async () => {
+      if (sink && !deliveryError) {
+        try {
+          await writeToSink(sink, chunk);
+        } catch (error) {
+          deliveryError = error as Error;
+          controller.abort(deliveryError);
         }
-        buffered -= chunk.length;
-        unacked += chunk.length;
-        // Acknowledge in quarters of the window: few messages, and never a stall.
-        if (unacked >= window / 4 || buffered === 0) sendAck();
-      });
-    },
-    inputAck(bytes) {
-      input.ack(bytes);
+      }
+      buffered -= chunk.length;
+      unacked += chunk.length;
+      // Acknowledge in quarters of the window: few messages, and never a stall.
+      if (unacked >= window / 4 || buffered === 0) sendAck();
+    });
+  };
+  const { id, response } = peer.startRequest(METHODS.execute, params, {
+    timeoutMs: timeoutMs === 0 ? 0 : timeoutMs + (options.answerGraceMs ?? ANSWER_GRACE_MS),
+    signal,
+    notifications: {
+      [METHODS.executeOutput]: (output) => {
+        const data = bulkDataOf(output);
+        if (data) deliver(output.stream === 'stderr' ? 'stderr' : 'stdout', data);
+      },
+      [METHODS.executeInputAck]: (ack) => {
+        if (typeof ack.bytes === 'number') input.ack(ack.bytes);
+      },
     },
   });
   const stdinDone = options.stdin !== undefined ? pumpInput(peer, id, options.stdin, input, signal) : Promise.resolve();
@@ -144,7 +121,6 @@ export async function executeRemote(peer: RpcPeer, options: ExecuteOptions): Pro
     return result;
   } finally {
     input.close();
-    executions.delete(id);
     // Not awaited: an interactive stdin may never end; the pump stops at its next chunk.
     void stdinDone.catch(() => {});
   }
@@ -158,7 +134,7 @@ async function pumpInput(peer: RpcPeer, id: number, source: InputSource, window:
     for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
       const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
       if (signal.aborted || !(await window.reserve(piece.length))) return;
-      await peer.notifyLine(encodeBulkLine(METHODS.executeInput, id, undefined, piece));
+      await peer.sendBulk({ method: METHODS.executeInput, id, data: piece });
     }
   }
   if (!signal.aborted) await peer.notify(METHODS.executeInput, { id, eof: true });

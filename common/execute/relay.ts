@@ -1,7 +1,7 @@
 // Serves `execute` and `commands.list` on a downstream peer (a CLI on a daemon's control socket) by
 // forwarding them to an upstream peer (the other side's agent), so any number of CLIs share one channel.
 // Output and stdin keep their flow control end to end: each hop holds at most one window per request.
-import { bulkDataOf, encodeBulkLine } from '../wire/bulk-line.js';
+import { bulkDataOf } from '../wire/bulk-line.js';
 import { errorMessage } from '../wire/errors.js';
 import { executeRemote } from './client.js';
 import { validateExecuteParams } from './params.js';
@@ -42,7 +42,7 @@ export function registerExecuteRelay(downstream: RpcPeer, options: ExecuteRelayO
     active.set(context.id, relayed);
     const sink = (stream: OutputStream) => async (chunk: Buffer) => {
       if (!(await relayed.output.reserve(chunk.length))) return;
-      await context.sendLine(encodeBulkLine(METHODS.executeOutput, context.id, stream, chunk));
+      await context.sendBulk(METHODS.executeOutput, stream, chunk);
     };
     try {
       const upstream = await options.resolveUpstream(raw);

@@ -1,11 +1,12 @@
-// Serves `commands.list` and `execute` on a peer: resolves the command in the command directories,
+// The execute server: serves `commands.list` and `execute` on a peer. Resolves the command in the command directories,
 // runs it under the limits, streams its output with flow control and answers with its outcome.
-import { bulkDataOf, encodeBulkLine } from '../wire/bulk-line.js';
+import { bulkDataOf } from '../wire/bulk-line.js';
 import { buildCommandEnv } from '../commands/env.js';
 import { runCommand, type RunningCommand } from '../commands/runner.js';
 import { CanceledError, ConfigError, RpcError, errorMessage } from '../wire/errors.js';
 import { validateExecuteParams } from './params.js';
 import { FlowWindow } from './flow-window.js';
+import { RunSlots } from './run-slots.js';
 import { sharedLauncherPool, type LauncherPool } from '../commands/launcher-pool.js';
 import { silentLogger, type Logger } from '../base/logger.js';
 import {
@@ -30,7 +31,7 @@ export interface CommandSource {
   resolve(name: string): Promise<{ path: string; launchable?: boolean } | undefined>;
 }
 
-export interface CommandServiceOptions {
+export interface ExecuteServerOptions {
   side: Side;
   commands: CommandSource;
   logger?: Logger;
@@ -67,8 +68,8 @@ export interface CommandServiceOptions {
   /** Called once per finished execute (for the daemons' logs). */
   onExecuted?: (record: ExecutedRecord) => void;
 }
-type ResolvedOptions = Readonly<Required<Omit<CommandServiceOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted' | 'launchers'>>> &
-  Pick<CommandServiceOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted' | 'launchers'>;
+type ResolvedOptions = Readonly<Required<Omit<ExecuteServerOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted' | 'launchers'>>> &
+  Pick<ExecuteServerOptions, 'uid' | 'gid' | 'home' | 'channelName' | 'extraEnv' | 'onExecuted' | 'launchers'>;
 
 export interface ExecutedRecord {
   command: string;
@@ -89,7 +90,7 @@ export function describeExecuted(record: ExecutedRecord): string {
 }
 
 /** Handle to a registered service; `cancelAll` and `idle` serve the daemons' shutdown. */
-export interface CommandService {
+export interface ExecuteServer {
   readonly running: number;
   readonly queued: number;
   /** Abort every queued and running execute. */
@@ -110,7 +111,7 @@ interface Execution {
   abort: (error: Error) => void;
 }
 
-function resolveOptions(options: CommandServiceOptions): ResolvedOptions {
+function resolveOptions(options: ExecuteServerOptions): ResolvedOptions {
   const resolved = {
     ...options,
     logger: options.logger ?? silentLogger,
@@ -133,7 +134,7 @@ function resolveOptions(options: CommandServiceOptions): ResolvedOptions {
 }
 
 // Register `commands.list`, `execute` and the execute stream notifications on `peer`.
-export function registerCommandService(peer: RpcPeer, options: CommandServiceOptions): CommandService {
+export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptions): ExecuteServer {
   const config = resolveOptions(options);
   const log = config.logger;
   const launchers =
@@ -142,43 +143,7 @@ export function registerCommandService(peer: RpcPeer, options: CommandServiceOpt
       : undefined;
   launchers?.warm();
   const executions = new Map<RequestId, Execution>();
-  const queue: Array<{ start: () => void; reject: (error: Error) => void }> = [];
-  let running = 0;
-  const idleWaiters: Array<() => void> = [];
-
-  const release = (): void => {
-    running--;
-    const next = queue.shift();
-    if (next) next.start();
-    if (running === 0 && queue.length === 0) for (const wake of idleWaiters.splice(0)) wake();
-  };
-  // Wait for a run slot, giving up when the request is aborted.
-  const acquire = (signal: AbortSignal): Promise<void> => {
-    if (running < config.maxConcurrent) {
-      running++;
-      return Promise.resolve();
-    }
-    if (queue.length >= config.maxQueued) {
-      return Promise.reject(new RpcError(ERROR_CODES.busy, `busy: ${running} commands running and ${queue.length} waiting (\`maxQueued\`); retry later`));
-    }
-    return new Promise((resolve, reject) => {
-      const entry = {
-        start: () => {
-          signal.removeEventListener('abort', onAbort);
-          running++;
-          resolve();
-        },
-        reject,
-      };
-      const onAbort = (): void => {
-        const index = queue.indexOf(entry);
-        if (index >= 0) queue.splice(index, 1);
-        reject(signal.reason instanceof Error ? signal.reason : new CanceledError('canceled while waiting to run'));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      queue.push(entry);
-    });
-  };
+  const slots = new RunSlots(config.maxConcurrent, config.maxQueued);
 
   peer.handle(METHODS.listCommands, async () => ({ commands: await config.commands.list() }));
 
@@ -209,13 +174,13 @@ export function registerCommandService(peer: RpcPeer, options: CommandServiceOpt
           { command: params.command, available },
         );
       }
-      await acquire(controller.signal);
+      await slots.acquire(controller.signal);
       try {
         const result = await runExecution(execution, resolved, receivedAt, controller.signal);
         record.result = result;
         return result;
       } finally {
-        release();
+        slots.release();
       }
     } catch (error) {
       record.error = errorMessage(error);
@@ -314,7 +279,7 @@ export function registerCommandService(peer: RpcPeer, options: CommandServiceOpt
         // A closed window (request over) still drains the pipe so the command is not blocked.
         if (!(await execution.output.reserve(piece.length))) break;
         counters[name] += piece.length;
-        await execution.context.sendLine(encodeBulkLine(METHODS.executeOutput, execution.context.id, name, piece));
+        await execution.context.sendBulk(METHODS.executeOutput, name, piece);
       }
     }
   }
@@ -370,23 +335,14 @@ export function registerCommandService(peer: RpcPeer, options: CommandServiceOpt
 
   return {
     get running() {
-      return running;
+      return slots.running;
     },
     get queued() {
-      return queue.length;
+      return slots.queued;
     },
     cancelAll(reason) {
       for (const execution of executions.values()) execution.abort(new CanceledError(reason));
     },
-    idle(timeoutMs) {
-      if (running === 0 && queue.length === 0) return Promise.resolve(true);
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => resolve(false), timeoutMs);
-        idleWaiters.push(() => {
-          clearTimeout(timer);
-          resolve(true);
-        });
-      });
-    },
+    idle: (timeoutMs) => slots.idle(timeoutMs),
   };
 }

@@ -1,6 +1,6 @@
 // The fast path for the lines that carry a command's bytes (`execute.output`, `execute.input`): one
 // JSON-RPC notification a line like any other, but up to ~350 KB each, and parsing them was the largest
-// cost of the receiving side (JSON.parse of the line ~520 us per 256 KiB chunk; docs/benchmarks.md).
+// cost of the receiving side (JSON.parse of each line; docs/benchmarks.md, "A fast path for bulk lines", has the figures).
 //
 // For a line in exactly the shape our senders write,
 //   {"jsonrpc":"2.0","method":"execute.output","params":{"id":7,"stream":"stdout","data":"<base64>"}}

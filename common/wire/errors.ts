@@ -79,3 +79,14 @@ export function truncateForLog(text: string, max = 120): string {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+const KNOWN_CODES = new Set<number>(Object.values(ERROR_CODES));
+
+// The wire error for anything a handler threw: an RpcError as it is, our own local errors with their
+// code (a relay passes a timeout or a closed channel on as such), anything else as an internal error.
+export function toRpcError(error: unknown): RpcError {
+  if (error instanceof RpcError) return error;
+  const code = error instanceof Error && 'code' in error && typeof error.code === 'number' ? error.code : undefined;
+  if (code !== undefined && KNOWN_CODES.has(code)) return new RpcError(code, (error as Error).message);
+  return new RpcError(ERROR_CODES.internalError, `internal error: ${errorMessage(error)}`);
+}

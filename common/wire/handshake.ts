@@ -1,7 +1,11 @@
-// The hello exchange: validating the peer's AgentInfo and checking protocol compatibility.
+// The hello exchange. Each side writes a bare newline (ending any half line an earlier client left) and
+// a hello carrying its agent info and a fresh nonce, retried with backoff until answered; the peer's hello
+// (request or answer) is validated here before anything else of the connection is believed.
 import { randomBytes } from 'node:crypto';
+import type { Logger } from '../base/logger.js';
 import { RpcError } from './errors.js';
-import { ERROR_CODES, SIDES, isRecord, type AgentInfo, type OsInfo, type Side } from './protocol.js';
+import type { MessageWriter } from './message-writer.js';
+import { ERROR_CODES, METHODS, SIDES, isRecord, type AgentInfo, type OsInfo, type Side } from './protocol.js';
 
 // A fresh random nonce: 128 bits, hex.
 export function createNonce(): string {
@@ -60,4 +64,83 @@ export function validatePeerHello(value: unknown, local: AgentInfo): AgentInfo {
     : [];
   const pid = typeof value.pid === 'number' && Number.isSafeInteger(value.pid) ? value.pid : 0;
   return { protocol, name, version, side: side as Side, os, capabilities, nonce, pid };
+}
+
+export interface HelloSenderOptions {
+  label: string;
+  logger: Logger;
+  /** First retry interval, ms, doubling up to `maxRetryMs`; 0 = no retries. */
+  retryMs: number;
+  maxRetryMs: number;
+  /** This side's info with the current nonce. */
+  localInfo(): AgentInfo;
+  /** True once no hello is needed (handshake done, or the peer closed): retries stop. */
+  isSettled(): boolean;
+}
+
+/**
+ * Our side of the hello: the nonce of the current session, the hello sent and retried, and the checks
+ * that tell an answer to our hello (and our own hello echoed back) from anything else.
+ */
+export class HelloSender {
+  readonly #writer: MessageWriter;
+  readonly #options: HelloSenderOptions;
+  #nonce = createNonce();
+  #helloId = '';
+  #count = 0;
+  #delay = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #echoWarned = false;
+
+  constructor(writer: MessageWriter, options: HelloSenderOptions) {
+    this.#writer = writer;
+    this.#options = options;
+  }
+
+  get nonce(): string {
+    return this.#nonce;
+  }
+
+  /** A new session: a fresh nonce, and retries start again from the first interval. */
+  renew(): void {
+    this.#nonce = createNonce();
+    this.#delay = 0;
+  }
+
+  // Send a hello now and schedule the next retry (until `stop()`).
+  send(): void {
+    clearTimeout(this.#timer);
+    if (this.#options.isSettled()) return;
+    // Skip a retry while the previous hello is still unsent (the far end is not reading): no pile-up.
+    if (this.#count === 0 || this.#writer.pendingBytes === 0) {
+      this.#helloId = `hello-${this.#nonce.slice(0, 8)}-${++this.#count}`;
+      // The leading newline ends any half line an earlier client left in the channel.
+      void this.#writer.writeLine(Buffer.from('\n'));
+      void this.#writer.write({ jsonrpc: '2.0', id: this.#helloId, method: METHODS.hello, params: this.#options.localInfo() });
+    }
+    this.#delay = Math.min(this.#delay === 0 ? this.#options.retryMs : this.#delay * 2, this.#options.maxRetryMs);
+    if (this.#delay > 0) {
+      this.#timer = setTimeout(() => this.send(), this.#delay);
+      this.#timer.unref();
+    }
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+  }
+
+  /** Is this the id of our latest hello? */
+  isAnswerToHello(id: unknown): boolean {
+    return this.#helloId !== '' && id === this.#helloId;
+  }
+
+  // A channel that echoes (a serial line not yet in raw mode) hands us our own hello: never adopt ourselves.
+  isOwnEcho(info: unknown): boolean {
+    if (!isRecord(info) || info.nonce !== this.#nonce) return false;
+    if (!this.#echoWarned) {
+      this.#echoWarned = true;
+      this.#options.logger.warn(`${this.#options.label} sent back our own hello: the channel echoes what we write (a serial line not in raw mode?); ignoring it`);
+    }
+    return true;
+  }
 }

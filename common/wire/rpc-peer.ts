@@ -1,199 +1,98 @@
-// A symmetric JSON-RPC 2.0 peer over a ByteChannel: handshake, requests both ways matched by id,
-// notifications, cancellation, deadlines, and bounded handling of whatever a bad peer sends.
+// A symmetric JSON-RPC 2.0 peer over a ByteChannel (vscode-jsonrpc's "connection"): the hello handshake
+// (handshake.ts), requests both ways matched by id (requests.ts), notifications, bulk notifications
+// that carry a command's bytes, cancellation and deadlines. Reading and writing are message-reader.ts
+// and message-writer.ts; this module decides what each message means for the current session.
+//
+// Sessions: a session starts when the hello exchange completes. A hello with another nonce means the
+// peer restarted: what the old session had in flight fails with `peerRestarted` and is never answered
+// in the new one. Before the first handshake, every other line is stale data from an earlier connection.
+// It stays one piece (~400 lines) because that session state is read on every path below; the parts
+// that do not need it (reading, writing, the hello retries, the request tables) live beside it.
 import { EventEmitter } from 'node:events';
-import { parseBulkLine } from './bulk-line.js';
+import { encodeBulkLine } from './bulk-line.js';
 import type { ByteChannel } from './byte-channel.js';
-import {
-  CanceledError,
-  ChannelClosedError,
-  ConfigError,
-  HandshakeError,
-  PeerRestartedError,
-  RpcError,
-  TimeoutError,
-  errorMessage,
-  truncateForLog,
-} from './errors.js';
-import { createNonce, validatePeerHello } from './handshake.js';
-import { LineReader, type LineProblem } from './line-reader.js';
-import { silentLogger, type Logger } from '../base/logger.js';
-import {
-  DEFAULT_MAX_LINE_BYTES,
-  DEFAULT_TIMEOUT_MS,
-  ERROR_CODES,
-  METHODS,
-  isRecord,
-  isRequestId,
-  type AgentInfo,
-  type RequestId,
-} from './protocol.js';
+import { CanceledError, ChannelClosedError, ConfigError, HandshakeError, PeerRestartedError, RpcError, TimeoutError, errorMessage, toRpcError, truncateForLog } from './errors.js';
+import { HelloSender, validatePeerHello } from './handshake.js';
+import { MessageReader, type IncomingMessage } from './message-reader.js';
+import { MessageWriter } from './message-writer.js';
+import { IncomingRequests, OutgoingRequests, type StartedRequest } from './requests.js';
+import type { Logger } from '../base/logger.js';
 import { createWarningLimiter } from '../base/warning-limiter.js';
+import { resolvePeerOptions, type BulkMessage, type NotificationHandler, type PeerOptions, type RequestContext, type RequestHandler, type RequestOptions, type ResolvedPeerOptions } from './peer-options.js';
+import { ERROR_CODES, METHODS, isRecord, isRequestId, type AgentInfo, type RequestId } from './protocol.js';
 
-// An AbortController made only when a handler asks for its signal: most requests (ping, list) never do,
-// and creating one was ~6 us of the serving side's ~50 us of CPU per ping.
-class LazyAbort {
-  #controller: AbortController | undefined;
-  #aborted = false;
-  #reason: unknown;
-
-  get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController();
-      if (this.#aborted) this.#controller.abort(this.#reason);
-    }
-    return this.#controller.signal;
-  }
-
-  abort(reason: unknown): void {
-    if (this.#aborted) return;
-    this.#aborted = true;
-    this.#reason = reason;
-    this.#controller?.abort(reason);
-  }
-}
-
-/** What a request handler gets besides the params. */
-export interface RequestContext {
-  id: RequestId;
-  /** Aborted when the caller cancels, the peer restarts or the channel closes. */
-  signal: AbortSignal;
-  peerInfo: AgentInfo;
-  /** Send a notification in this request's session; dropped once the session is over. */
-  notify(method: string, params: unknown): Promise<void>;
-  /** Send one already-serialised message line (ending in `\n`) in this request's session (the bulk output path). */
-  sendLine(line: Buffer): Promise<void>;
-}
-export type RequestHandler = (params: unknown, context: RequestContext) => unknown;
-export type NotificationHandler = (params: unknown) => void;
-
-export interface PeerOptions {
-  /** This agent's info; the peer fills in a fresh nonce per connection. */
-  localInfo: Omit<AgentInfo, 'nonce'>;
-  /** Name of the channel / peer for log lines and errors. */
-  label?: string;
-  logger?: Logger;
-  /** Longest line accepted from the peer, bytes. Default 1 MiB. */
-  maxLineBytes?: number;
-  /** Default deadline of `request()`, ms; 0 = none. Default 10 000. */
-  requestTimeoutMs?: number;
-  /** First hello retry interval, ms, doubling up to `maxHelloRetryMs`. Defaults 1 000 / 30 000. */
-  helloRetryMs?: number;
-  maxHelloRetryMs?: number;
-  /** Requests from the peer being handled at once; more are answered `busy`. Default 4 096. */
-  maxIncomingRequests?: number;
-  /** Unsent reply bytes above which we stop reading the peer until it reads. Default 16 MiB. */
-  maxWriteBacklogBytes?: number;
-}
-type ResolvedPeerOptions = Readonly<Required<Omit<PeerOptions, 'localInfo'>> & Pick<PeerOptions, 'localInfo'>>;
-
-export interface RequestOptions {
-  /** Deadline in ms (0 = none); default the peer's `requestTimeoutMs`. Covers waiting for the handshake. */
-  timeoutMs?: number;
-  signal?: AbortSignal;
-}
-export interface StartedRequest {
-  id: number;
-  response: Promise<unknown>;
-}
-
-const KNOWN_CODES = new Set<number>(Object.values(ERROR_CODES));
-
-interface Pending {
-  method: string;
-  resolve: (value: unknown) => void;
-  reject: (error: Error) => void;
-  sent: boolean;
-  cleanup: () => void;
-}
-
-function resolveOptions(options: PeerOptions): ResolvedPeerOptions {
-  const resolved = {
-    localInfo: options.localInfo,
-    label: options.label ?? 'peer',
-    logger: options.logger ?? silentLogger,
-    maxLineBytes: options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES,
-    requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS,
-    helloRetryMs: options.helloRetryMs ?? 1000,
-    maxHelloRetryMs: options.maxHelloRetryMs ?? 30_000,
-    maxIncomingRequests: options.maxIncomingRequests ?? 4096,
-    maxWriteBacklogBytes: options.maxWriteBacklogBytes ?? 16 * 1024 * 1024,
-  };
-  for (const key of ['maxLineBytes', 'requestTimeoutMs', 'helloRetryMs', 'maxHelloRetryMs', 'maxIncomingRequests', 'maxWriteBacklogBytes'] as const) {
-    const value = resolved[key];
-    if (!Number.isSafeInteger(value) || value < 0) {
-      throw new ConfigError(`Expected the \`${key}\` option to be a non-negative integer, got \`${value}\``);
-    }
-  }
-  return Object.freeze(resolved);
-}
+export type { BulkMessage, NotificationHandler, PeerOptions, RequestContext, RequestHandler, RequestOptions } from './peer-options.js';
+export type { StartedRequest } from './requests.js';
 
 /**
- * One end of a connection. Call `start()` once; it sends a bare newline (ending any half line an earlier
- * client left) and a hello. Until the peer's hello reply (or its own hello) arrives, every other line is
- * stale data from an earlier connection and is discarded. Events: `ready` (peerInfo, restarted: boolean),
- * `close` (error?), `handshake-error` (HandshakeError).
+ * One end of a connection. Call `start()` once, after registering handlers; it sends the hello. Events:
+ * `ready` (peerInfo, restarted: boolean), `close` (error?), `handshake-error` (HandshakeError).
  */
 export class RpcPeer extends EventEmitter {
   readonly options: ResolvedPeerOptions;
   readonly #channel: ByteChannel;
   readonly #log: Logger;
   readonly #warn: (message: string) => void;
+  readonly #reader: MessageReader;
+  readonly #writer: MessageWriter;
+  readonly #hello: HelloSender;
+  readonly #outgoing: OutgoingRequests;
+  readonly #incoming = new IncomingRequests();
   readonly #requestHandlers = new Map<string, RequestHandler>();
   readonly #notificationHandlers = new Map<string, NotificationHandler>();
-  readonly #pending = new Map<number, Pending>();
-  readonly #incoming = new Map<RequestId, LazyAbort>();
-  readonly #earlyCancels = new Set<RequestId>();
-  readonly #reader: LineReader;
-  #nonce = createNonce();
-  #helloId = '';
-  #helloCount = 0;
-  #helloTimer: NodeJS.Timeout | undefined;
-  #helloDelay = 0;
+  /** Sends queued until the handshake completes (each checks its request is still pending). */
+  readonly #whenReady: Array<() => void> = [];
+  /** Data that came before `start()`, when the handlers were not registered yet: all pre-handshake. */
+  readonly #early: Buffer[] = [];
   #peerInfo: AgentInfo | undefined;
   #ready = false;
   #session = 0;
-  #nextId = 1;
   #discarded = 0;
+  #started = false;
   #closed = false;
   #closeError: Error | undefined;
   #closing: Promise<void> | undefined;
-  #paused = false;
-  #started = false;
-  readonly #early: Buffer[] = [];
   #handshakeError: HandshakeError | undefined;
-  #echoWarned = false;
-  /** Sends queued until the handshake completes (each checks its request is still pending). */
-  readonly #whenReady: Array<() => void> = [];
 
   constructor(channel: ByteChannel, options: PeerOptions) {
     super();
-    this.options = resolveOptions(options);
+    this.options = resolvePeerOptions(options);
+    const label = this.options.label;
     this.#channel = channel;
     this.#log = this.options.logger;
     this.#warn = createWarningLimiter(this.#log, 20, 60_000);
-    this.#reader = new LineReader({
+    this.#writer = new MessageWriter(channel, {
+      label,
+      logger: this.#log,
+      maxWriteBacklogBytes: this.options.maxWriteBacklogBytes,
+      onWriteFailed: (error) => {
+        this.#finish(new ChannelClosedError(`writing to ${label} failed: ${errorMessage(error)}`));
+        void channel.close();
+      },
+    });
+    this.#reader = new MessageReader({
       maxLineBytes: this.options.maxLineBytes,
-      onLine: (line) => this.#onLine(line),
-      onProblem: (problem) => this.#onLineProblem(problem),
+      onMessage: (message) => this.#dispatch(message),
+      onInvalid: (what, requestId) => this.#onInvalid(what, requestId),
+      onLineProblem: (what, preview) => {
+        if (this.#ready) return this.#warn(`${label}: ${what}: ${preview}`);
+        this.#discarded++;
+        this.#log.debug(`before the handshake with ${label}, ${what}: ${preview}`);
+      },
     });
-    channel.onData((chunk) => {
-      if (!this.#started) {
-        // Held until start(): the handlers are not registered yet. All of it is pre-handshake data.
-        if (this.#early.reduce((n, c) => n + c.length, 0) + chunk.length <= this.options.maxLineBytes * 2) this.#early.push(Buffer.from(chunk));
-        else this.#discarded++;
-        return;
-      }
-      try {
-        this.#reader.push(chunk);
-      } catch (error) {
-        // Never throw out of a data handler: a bug here must not take the daemon down.
-        this.#log.error(`internal error while reading from ${this.options.label}: ${errorMessage(error)}`);
-      }
-      this.#applyBackpressure();
+    this.#hello = new HelloSender(this.#writer, {
+      label,
+      logger: this.#log,
+      retryMs: this.options.helloRetryMs,
+      maxRetryMs: this.options.maxHelloRetryMs,
+      localInfo: () => this.localInfo,
+      isSettled: () => this.#closed || this.#ready,
     });
+    this.#outgoing = new OutgoingRequests({ label, handshakeTimeoutMs: this.options.handshakeTimeoutMs, cancelRemote: (id) => void this.notify(METHODS.cancel, { id }) });
+    channel.onData((chunk) => this.#onData(chunk));
     channel.onClose((error) => {
       this.#reader.end();
-      this.#finish(new ChannelClosedError(`channel ${this.options.label} closed${error ? `: ${error.message}` : ''}`));
+      this.#finish(new ChannelClosedError(`channel ${label} closed${error ? `: ${error.message}` : ''}`));
     });
     channel.onReset?.(() => this.resync('the other side reconnected'));
     this.handle(METHODS.ping, () => ({ time: Date.now() }));
@@ -202,7 +101,7 @@ export class RpcPeer extends EventEmitter {
 
   /** This side's info, with the current connection's nonce. */
   get localInfo(): AgentInfo {
-    return { ...this.options.localInfo, nonce: this.#nonce };
+    return { ...this.options.localInfo, nonce: this.#hello.nonce };
   }
   get peerInfo(): AgentInfo | undefined {
     return this.#peerInfo;
@@ -218,7 +117,7 @@ export class RpcPeer extends EventEmitter {
   handle(method: string, handler: RequestHandler): void {
     this.#requestHandlers.set(method, handler);
   }
-  /** Register the handler of a notification method. */
+  /** Register the handler of a notification method (bulk ones get `data` as a Buffer or base64). */
   onNotification(method: string, handler: NotificationHandler): void {
     this.#notificationHandlers.set(method, handler);
   }
@@ -228,7 +127,7 @@ export class RpcPeer extends EventEmitter {
     if (this.#started || this.#closed) return;
     this.#started = true;
     for (const chunk of this.#early.splice(0)) this.#reader.push(chunk);
-    this.#sendHello();
+    this.#hello.send();
   }
 
   /** Forget the current session (the channel's far end changed) and handshake again. */
@@ -237,18 +136,15 @@ export class RpcPeer extends EventEmitter {
     this.#log.info(`resynchronising with ${this.options.label}: ${reason}`);
     this.#endSession(new ChannelClosedError(`${this.options.label}: ${reason}; the request was abandoned`));
     this.#ready = false;
-    this.#nonce = createNonce();
-    this.#helloDelay = 0;
-    // A backlog from the old session says nothing about the new one: read again.
-    if (this.#paused) {
-      this.#paused = false;
-      this.#channel.resume();
-    }
-    this.#sendHello();
+    this.#hello.renew();
+    this.#writer.resumeReading();
+    this.#hello.send();
   }
 
   // Resolve with the peer's info once the handshake is done; reject on timeout, close or handshake error.
-  waitForReady(timeoutMs: number = this.options.requestTimeoutMs, signal?: AbortSignal): Promise<AgentInfo> {
+  // A timeout of 0 ("none") still waits at most `handshakeTimeoutMs`: an absent agent never answers.
+  waitForReady(requestedMs: number = this.options.requestTimeoutMs, signal?: AbortSignal): Promise<AgentInfo> {
+    const timeoutMs = requestedMs === 0 ? this.options.handshakeTimeoutMs : requestedMs;
     if (this.#ready && this.#peerInfo) return Promise.resolve(this.#peerInfo);
     if (this.#closed) return Promise.reject(this.#closeError ?? new ChannelClosedError(`channel ${this.options.label} is closed`));
     if (this.#handshakeError) return Promise.reject(this.#handshakeError);
@@ -284,36 +180,18 @@ export class RpcPeer extends EventEmitter {
     if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0) {
       throw new ConfigError(`Expected the \`timeoutMs\` option to be a non-negative integer, got \`${timeoutMs}\``);
     }
-    const id = this.#nextId++;
-    const response = new Promise<unknown>((resolve, reject) => {
-      if (this.#closed) {
-        reject(this.#closeError ?? new ChannelClosedError(`channel ${this.options.label} is closed`));
-        return;
-      }
-      const signal = options.signal;
-      const onAbort = (): void => this.#failPending(id, new CanceledError(`request \`${method}\` to ${this.options.label} was canceled`));
-      const timer =
-        timeoutMs > 0
-          ? setTimeout(() => {
-              const pending = this.#pending.get(id);
-              const hint = pending?.sent ? 'the peer did not answer in time' : 'the handshake with the peer did not complete (is its agent running?)';
-              this.#failPending(id, new TimeoutError(`request \`${method}\` to ${this.options.label} timed out after ${timeoutMs} ms: ${hint}`, timeoutMs));
-            }, timeoutMs)
-          : undefined;
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      this.#pending.set(id, { method, resolve, reject, sent: false, cleanup });
-      if (signal?.aborted) {
-        onAbort();
-        return;
-      }
-      signal?.addEventListener('abort', onAbort, { once: true });
-      if (this.#ready) this.#sendPending(id, params);
-      else this.#whenReady.push(() => this.#sendPending(id, params));
-    });
-    return { id, response };
+    if (this.#closed) {
+      const error = this.#closeError ?? new ChannelClosedError(`channel ${this.options.label} is closed`);
+      return { id: 0, response: Promise.reject(error) };
+    }
+    const started = this.#outgoing.add(method, timeoutMs, options.signal, options.notifications);
+    const send = (): void => {
+      const taken = this.#outgoing.takeForSending(started.id);
+      if (taken !== undefined && !this.#closed) void this.#writer.write({ jsonrpc: '2.0', id: started.id, method: taken, params });
+    };
+    if (this.#ready) send();
+    else this.#whenReady.push(send);
+    return started;
   }
 
   // Send a request and await its result (rejects with RpcError, TimeoutError, CanceledError, ChannelClosedError...).
@@ -323,12 +201,12 @@ export class RpcPeer extends EventEmitter {
 
   // Send a notification now (no answer). Resolves when the bytes are written or can be (backpressure).
   notify(method: string, params: unknown): Promise<void> {
-    return this.#send({ jsonrpc: '2.0', method, params });
+    return this.#writer.write({ jsonrpc: '2.0', method, params });
   }
 
-  /** Send a notification already serialised as one line ending in `\n` (the bulk path: common/wire/bulk-line.ts). */
-  notifyLine(line: Buffer): Promise<void> {
-    return this.#sendLine(line);
+  /** Send a bulk notification now: its bytes go unescaped in the shape bulk-line.ts reads fast. */
+  sendBulk(message: BulkMessage): Promise<void> {
+    return this.#writer.writeLine(encodeBulkLine(message.method, message.id, message.stream, message.data));
   }
 
   /** Close the channel; pending requests are rejected, running handlers aborted. Idempotent. */
@@ -340,132 +218,35 @@ export class RpcPeer extends EventEmitter {
     return this.#closing;
   }
 
-  // ---- sending ---------------------------------------------------------------------------------
-
-  #send(message: object): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    let line: string;
-    try {
-      line = JSON.stringify(message) + '\n';
-    } catch (error) {
-      this.#log.error(`cannot serialise a message for ${this.options.label}: ${errorMessage(error)}`);
-      return Promise.resolve();
-    }
-    return this.#sendLine(Buffer.from(line, 'utf8'));
-  }
-
-  #sendLine(line: Buffer): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    return this.#channel.write(line).then(
-      () => this.#applyBackpressure(),
-      (error: unknown) => {
-        this.#finish(new ChannelClosedError(`writing to ${this.options.label} failed: ${errorMessage(error)}`));
-        void this.#channel.close();
-      },
-    );
-  }
-
-  #sendPending(id: number, params: unknown): void {
-    const pending = this.#pending.get(id);
-    if (!pending || pending.sent || this.#closed) return;
-    pending.sent = true;
-    void this.#send({ jsonrpc: '2.0', id, method: pending.method, params });
-  }
-
-  #sendHello(): void {
-    clearTimeout(this.#helloTimer);
-    if (this.#closed || this.#ready) return;
-    // Skip a retry while the previous hello is still unsent (the far end is not reading): no pile-up.
-    if (this.#helloCount === 0 || this.#channel.pendingWriteBytes === 0) {
-      this.#helloId = `hello-${this.#nonce.slice(0, 8)}-${++this.#helloCount}`;
-      // The leading newline ends any half line an earlier client left in the channel.
-      void this.#channel.write(Buffer.from('\n')).catch(() => {});
-      void this.#send({ jsonrpc: '2.0', id: this.#helloId, method: METHODS.hello, params: this.localInfo });
-    }
-    this.#helloDelay = Math.min(this.#helloDelay === 0 ? this.options.helloRetryMs : this.#helloDelay * 2, this.options.maxHelloRetryMs);
-    if (this.#helloDelay > 0) {
-      this.#helloTimer = setTimeout(() => this.#sendHello(), this.#helloDelay);
-      this.#helloTimer.unref();
-    }
-  }
-
-  #respond(id: RequestId, session: number, result: unknown): void {
-    if (session !== this.#session) return;
-    void this.#send({ jsonrpc: '2.0', id, result: result ?? null });
-  }
-
-  #respondError(id: RequestId, session: number, error: unknown): void {
-    if (session !== this.#session) return;
-    // Our own local errors keep their code (a relay passes a timeout or a closed channel on as such).
-    const localCode = error instanceof Error && 'code' in error && typeof error.code === 'number' ? error.code : undefined;
-    const rpcError =
-      error instanceof RpcError
-        ? error
-        : localCode !== undefined && KNOWN_CODES.has(localCode)
-          ? new RpcError(localCode, (error as Error).message)
-          : new RpcError(ERROR_CODES.internalError, `internal error: ${errorMessage(error)}`);
-    void this.#send({ jsonrpc: '2.0', id, error: rpcError.toJSON() });
-  }
-
-  #applyBackpressure(): void {
-    const backlog = this.#channel.pendingWriteBytes;
-    if (!this.#paused && backlog > this.options.maxWriteBacklogBytes) {
-      this.#paused = true;
-      this.#channel.pause();
-      this.#log.warn(`${this.options.label} is not reading our messages (${backlog} bytes unsent): pausing reading from it`);
-    } else if (this.#paused && backlog <= this.options.maxWriteBacklogBytes / 2) {
-      this.#paused = false;
-      this.#channel.resume();
-    }
-  }
-
   // ---- receiving -------------------------------------------------------------------------------
 
-  #onLineProblem(problem: LineProblem): void {
-    const what =
-      problem.kind === 'too-long'
-        ? `a line of ${problem.bytes} bytes, over the ${this.options.maxLineBytes}-byte limit (\`maxLineBytes\`), was skipped`
-        : problem.kind === 'invalid-utf8'
-          ? `a line of ${problem.bytes} bytes that is not valid UTF-8 was skipped`
-          : `the channel ended in the middle of a line (${problem.bytes} bytes), which was dropped`;
-    if (!this.#ready) {
-      this.#discarded++;
-      this.#log.debug(`before the handshake with ${this.options.label}, ${what}: ${problem.preview}`);
+  #onData(chunk: Buffer): void {
+    if (!this.#started) {
+      if (this.#early.reduce((n, c) => n + c.length, 0) + chunk.length <= this.options.maxLineBytes * 2) this.#early.push(Buffer.from(chunk));
+      else this.#discarded++;
       return;
     }
-    this.#warn(`${this.options.label}: ${what}: ${problem.preview}`);
+    try {
+      this.#reader.push(chunk);
+    } catch (error) {
+      // Never throw out of a data handler: a bug here must not take the daemon down.
+      this.#log.error(`internal error while reading from ${this.options.label}: ${errorMessage(error)}`);
+    }
+    this.#writer.applyBackpressure();
   }
 
-  #onLine(line: string): void {
-    const bulk = parseBulkLine(line);
-    if (bulk) {
-      this.#onNotification(bulk.method, bulk.params);
+  #dispatch(message: IncomingMessage): void {
+    if (message.kind === 'request') this.#onRequest(message.id, message.method, message.params);
+    else if (message.kind === 'notification') this.#onNotification(message.method, message.params);
+    else this.#onResponse(message.id, message.message);
+  }
+
+  #onInvalid(what: string, requestId?: RequestId): void {
+    if (requestId !== undefined && this.#ready) {
+      this.#respondError(requestId, this.#session, new RpcError(ERROR_CODES.invalidRequest, 'invalid request: expected a JSON-RPC 2.0 object with `"jsonrpc": "2.0"`'));
       return;
     }
-    let message: unknown;
-    try {
-      message = JSON.parse(line);
-    } catch (error) {
-      this.#discardOrWarn(`malformed JSON (${errorMessage(error)}): ${truncateForLog(line, 80)}`);
-      return;
-    }
-    if (!isRecord(message) || message.jsonrpc !== '2.0') {
-      const id = isRecord(message) && isRequestId(message.id) && typeof message.method === 'string' ? message.id : undefined;
-      if (id !== undefined && this.#ready) {
-        this.#respondError(id, this.#session, new RpcError(ERROR_CODES.invalidRequest, 'invalid request: expected a JSON-RPC 2.0 object with `"jsonrpc": "2.0"`'));
-        return;
-      }
-      this.#discardOrWarn(`not a JSON-RPC 2.0 message: ${truncateForLog(line, 80)}`);
-      return;
-    }
-    if (typeof message.method === 'string') {
-      if ('id' in message) this.#onRequest(message.id, message.method, message.params);
-      else this.#onNotification(message.method, message.params);
-    } else if ('id' in message && ('result' in message || 'error' in message)) {
-      this.#onResponse(message);
-    } else {
-      this.#discardOrWarn(`message is neither a request, a notification nor a response: ${truncateForLog(line, 80)}`);
-    }
+    this.#discardOrWarn(what);
   }
 
   #discardOrWarn(what: string): void {
@@ -478,14 +259,8 @@ export class RpcPeer extends EventEmitter {
   }
 
   #onRequest(id: unknown, method: string, params: unknown): void {
-    if (method === METHODS.hello) {
-      this.#onHelloRequest(id, params);
-      return;
-    }
-    if (!this.#ready) {
-      this.#discardOrWarn(`request \`${truncateForLog(method, 40)}\``);
-      return;
-    }
+    if (method === METHODS.hello) return this.#onHelloRequest(id, params);
+    if (!this.#ready) return this.#discardOrWarn(`request \`${truncateForLog(method, 40)}\``);
     const session = this.#session;
     if (!isRequestId(id)) {
       this.#warn(`${this.options.label}: request \`${truncateForLog(method, 40)}\` has an invalid id ${truncateForLog(JSON.stringify(id), 40)}; ignored`);
@@ -495,7 +270,7 @@ export class RpcPeer extends EventEmitter {
       this.#respondError(id, session, new RpcError(ERROR_CODES.invalidRequest, `duplicate request id ${JSON.stringify(id)}: a request with this id is still running`));
       return;
     }
-    if (this.#earlyCancels.delete(id)) {
+    if (this.#incoming.takeEarlyCancel(id)) {
       this.#respondError(id, session, new RpcError(ERROR_CODES.requestCanceled, `request ${JSON.stringify(id)} was canceled before it started`));
       return;
     }
@@ -509,120 +284,87 @@ export class RpcPeer extends EventEmitter {
       this.#respondError(id, session, new RpcError(ERROR_CODES.busy, `too many requests in progress (${this.#incoming.size}, \`maxIncomingRequests\`); retry later`));
       return;
     }
-    const controller = new LazyAbort();
-    this.#incoming.set(id, controller);
-    const peerInfo = this.#peerInfo!;
+    const running = this.#incoming.begin(id);
+    const inSession = <T>(send: () => Promise<T>): Promise<T | void> => (session === this.#session ? send() : Promise.resolve());
     const context: RequestContext = {
       id,
       get signal() {
-        return controller.signal;
+        return running.signal;
       },
-      peerInfo,
-      notify: (m, p) => (session === this.#session ? this.notify(m, p) : Promise.resolve()),
-      sendLine: (line) => (session === this.#session ? this.#sendLine(line) : Promise.resolve()),
+      peerInfo: this.#peerInfo!,
+      notify: (m, p) => inSession(() => this.notify(m, p)),
+      sendBulk: (m, stream, data) => inSession(() => this.sendBulk({ method: m, id, stream, data })),
     };
     void (async () => {
       try {
         const result = await handler(params, context);
-        this.#respond(id, session, result);
+        if (session === this.#session) void this.#writer.write({ jsonrpc: '2.0', id, result: result ?? null });
       } catch (error) {
         if (!(error instanceof RpcError)) this.#log.debug(`handler of \`${method}\` failed: ${errorMessage(error)}`);
         this.#respondError(id, session, error);
       } finally {
-        if (this.#incoming.get(id) === controller) this.#incoming.delete(id);
+        this.#incoming.end(id, running);
       }
     })();
   }
 
+  #respondError(id: RequestId, session: number, error: unknown): void {
+    if (session !== this.#session) return;
+    void this.#writer.write({ jsonrpc: '2.0', id, error: toRpcError(error).toJSON() });
+  }
+
   #onNotification(method: string, params: unknown): void {
-    if (!this.#ready) {
-      this.#discardOrWarn(`notification \`${truncateForLog(method, 40)}\``);
-      return;
-    }
+    if (!this.#ready) return this.#discardOrWarn(`notification \`${truncateForLog(method, 40)}\``);
     if (method === METHODS.cancel) {
       const id = isRecord(params) ? params.id : undefined;
-      if (!isRequestId(id)) {
-        this.#warn(`${this.options.label}: \`cancel\` without a valid \`id\`; ignored`);
-        return;
-      }
-      const controller = this.#incoming.get(id);
-      if (controller) controller.abort(new CanceledError(`request ${JSON.stringify(id)} was canceled by ${this.options.label}`));
-      else if (this.#earlyCancels.size < 1024) this.#earlyCancels.add(id);
-      return;
-    }
-    const handler = this.#notificationHandlers.get(method);
-    if (!handler) {
-      this.#warn(`${this.options.label}: unknown notification \`${truncateForLog(method, 60)}\`; ignored`);
+      if (!isRequestId(id)) return this.#warn(`${this.options.label}: \`cancel\` without a valid \`id\`; ignored`);
+      this.#incoming.cancel(id, new CanceledError(`request ${JSON.stringify(id)} was canceled by ${this.options.label}`));
       return;
     }
     try {
+      // A notification about one of our requests goes to that request's listener (requests.ts).
+      if (isRecord(params) && this.#outgoing.deliver(method, params) !== 'none') return;
+      const handler = this.#notificationHandlers.get(method);
+      if (!handler) return this.#warn(`${this.options.label}: unknown notification \`${truncateForLog(method, 60)}\`; ignored`);
       handler(params);
     } catch (error) {
       this.#warn(`${this.options.label}: notification \`${method}\` failed: ${errorMessage(error)}`);
     }
   }
 
-  #onResponse(message: Record<string, unknown>): void {
-    const id = message.id;
-    if (id === this.#helloId && this.#helloId !== '') {
-      this.#onHelloResponse(message);
-      return;
-    }
-    if (!this.#ready) {
-      this.#discardOrWarn(`response to request ${truncateForLog(JSON.stringify(id), 40)}`);
-      return;
-    }
-    const pending = typeof id === 'number' ? this.#pending.get(id) : undefined;
-    if (!pending) {
-      const late = typeof id === 'string' && id.startsWith('hello-');
-      if (!late) this.#warn(`${this.options.label}: response for unknown request id ${truncateForLog(JSON.stringify(id), 40)} (answered after its timeout?); ignored`);
-      return;
-    }
-    this.#pending.delete(id as number);
-    pending.cleanup();
-    if ('error' in message) pending.reject(RpcError.fromWire(message.error));
-    else pending.resolve(message.result);
+  #onResponse(id: unknown, message: Record<string, unknown>): void {
+    if (this.#hello.isAnswerToHello(id)) return this.#onHelloResponse(message);
+    if (!this.#ready) return this.#discardOrWarn(`response to request ${truncateForLog(JSON.stringify(id), 40)}`);
+    if (this.#outgoing.settle(id, message)) return;
+    const late = typeof id === 'string' && id.startsWith('hello-');
+    if (!late) this.#warn(`${this.options.label}: response for unknown request id ${truncateForLog(JSON.stringify(id), 40)} (answered after its timeout?); ignored`);
   }
 
+  // ---- the handshake ---------------------------------------------------------------------------
+
   #onHelloRequest(id: unknown, params: unknown): void {
-    if (!isRequestId(id)) {
-      this.#warn(`${this.options.label}: hello with an invalid id; ignored`);
-      return;
-    }
-    if (this.#isOwnEcho(params)) return;
+    if (!isRequestId(id)) return this.#warn(`${this.options.label}: hello with an invalid id; ignored`);
+    if (this.#hello.isOwnEcho(params)) return;
     let info: AgentInfo;
     try {
       info = validatePeerHello(params, this.localInfo);
     } catch (error) {
-      void this.#send({ jsonrpc: '2.0', id, error: (error as RpcError).toJSON() });
+      void this.#writer.write({ jsonrpc: '2.0', id, error: (error as RpcError).toJSON() });
       this.#handshakeFailed(error as RpcError);
       return;
     }
-    void this.#send({ jsonrpc: '2.0', id, result: this.localInfo });
+    void this.#writer.write({ jsonrpc: '2.0', id, result: this.localInfo });
     this.#adoptPeer(info);
   }
 
   #onHelloResponse(message: Record<string, unknown>): void {
-    if ('error' in message) {
-      this.#handshakeFailed(RpcError.fromWire(message.error));
-      return;
-    }
-    if (this.#isOwnEcho(message.result)) return;
+    if ('error' in message) return this.#handshakeFailed(RpcError.fromWire(message.error));
+    if (this.#hello.isOwnEcho(message.result)) return;
     try {
       this.#adoptPeer(validatePeerHello(message.result, this.localInfo));
     } catch (error) {
       this.#handshakeFailed(error as RpcError);
     }
-  }
-
-  // A channel that echoes (a serial line not yet in raw mode) hands us our own hello: never adopt ourselves.
-  #isOwnEcho(info: unknown): boolean {
-    if (!isRecord(info) || info.nonce !== this.#nonce) return false;
-    if (!this.#echoWarned) {
-      this.#echoWarned = true;
-      this.#log.warn(`${this.options.label} sent back our own hello: the channel echoes what we write (a serial line not in raw mode?); ignoring it`);
-    }
-    return true;
   }
 
   #handshakeFailed(error: RpcError): void {
@@ -642,7 +384,7 @@ export class RpcPeer extends EventEmitter {
     this.#handshakeError = undefined;
     this.#peerInfo = info;
     this.#ready = true;
-    clearTimeout(this.#helloTimer);
+    this.#hello.stop();
     if (this.#discarded > 0) {
       this.#log.info(`discarded ${this.#discarded} stale line(s) from ${this.options.label} before the handshake`);
       this.#discarded = 0;
@@ -654,35 +396,19 @@ export class RpcPeer extends EventEmitter {
   // End the current session: abandon requests in both directions (sent ones only: unsent ones wait).
   #endSession(error: Error): void {
     this.#session++;
-    for (const [id, pending] of this.#pending) {
-      if (pending.sent) this.#failPending(id, error);
-    }
-    for (const controller of this.#incoming.values()) controller.abort(error);
-    this.#incoming.clear();
-    this.#earlyCancels.clear();
-  }
-
-  #failPending(id: number, error: Error): void {
-    const pending = this.#pending.get(id);
-    if (!pending) return;
-    this.#pending.delete(id);
-    pending.cleanup();
-    // Tell the serving side to stop work nobody will read (ignored if it already finished).
-    if (pending.sent && !this.#closed && !(error instanceof PeerRestartedError) && !(error instanceof ChannelClosedError)) {
-      void this.notify(METHODS.cancel, { id });
-    }
-    pending.reject(error);
+    this.#outgoing.failSent(error);
+    this.#incoming.abortAll(error);
   }
 
   #finish(error: Error): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#closeError = error;
+    this.#writer.stop();
     this.#whenReady.length = 0;
-    for (const id of [...this.#pending.keys()]) this.#failPending(id, error);
-    clearTimeout(this.#helloTimer);
-    for (const controller of this.#incoming.values()) controller.abort(error);
-    this.#incoming.clear();
+    this.#outgoing.failAll(error);
+    this.#hello.stop();
+    this.#incoming.abortAll(error);
     this.#ready = false;
     this.emit('close', error);
   }

@@ -5,7 +5,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { CommandRegistry } from '../../common/commands/registry.js';
-import { registerCommandService } from '../../common/execute/server.js';
+import { registerExecuteServer } from '../../common/execute/server.js';
 import { CHANNEL_NAMES } from '../../common/wire/protocol.js';
 import { RpcPeer } from '../../common/wire/rpc-peer.js';
 import { createStreamChannel } from '../../common/wire/stream-channel.js';
@@ -32,7 +32,7 @@ export async function startFakeGuest(root: string, name: string, registry: Comma
               localInfo: testAgentInfo('guest', { os: { type: 'Linux', version: '6.1', hostname: name } }),
               label: `host (${channel})`,
             });
-            registerCommandService(peer, { side: 'guest', commands: registry });
+            registerExecuteServer(peer, { side: 'guest', commands: registry });
             peers.add(peer);
             peer.on('close', () => peers.delete(peer));
             peer.start();

@@ -3,7 +3,7 @@
 import net from 'node:net';
 import path from 'node:path';
 import { createCommandRegistry } from '../../common/commands/registry.js';
-import { registerCommandService } from '../../common/execute/server.js';
+import { registerExecuteServer } from '../../common/execute/server.js';
 import { RpcPeer } from '../../common/wire/rpc-peer.js';
 import { createStreamChannel } from '../../common/wire/stream-channel.js';
 import { testAgentInfo, createRecordingLogger, type RecordingLogger } from './agents.js';
@@ -31,7 +31,7 @@ export async function startFakeHost(dir: string, options: { prespawn?: number } 
   const servers = (['h2g', 'g2h'] as const).map((name) =>
     net.createServer((socket) => {
       const peer = new RpcPeer(createStreamChannel(socket, `fake host ${name}`), { localInfo: testAgentInfo('host'), label: `guest (${name})`, logger: log, helloRetryMs: 100 });
-      registerCommandService(peer, { side: 'host', commands: registry, logger: log, extraEnv: () => ({ NEGOTIATOR_GUEST: 'fake-guest' }), ...options });
+      registerExecuteServer(peer, { side: 'host', commands: registry, logger: log, extraEnv: () => ({ NEGOTIATOR_GUEST: 'fake-guest' }), ...options });
       connections[name].push({ peer, socket });
       peer.on('close', () => (connections[name] = connections[name].filter((c) => c.peer !== peer)));
       peer.on('ready', () => waiters[name].splice(0).forEach((wake) => wake(peer)));

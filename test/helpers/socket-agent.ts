@@ -6,7 +6,7 @@ import path from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createCommandRegistry, type CommandRegistry } from '../../common/commands/registry.js';
-import { registerCommandService, type CommandService, type CommandServiceOptions } from '../../common/execute/server.js';
+import { registerExecuteServer, type ExecuteServer, type ExecuteServerOptions } from '../../common/execute/server.js';
 import { connectChannel, createStreamChannel } from '../../common/wire/stream-channel.js';
 import { RpcPeer } from '../../common/wire/rpc-peer.js';
 import { testAgentInfo, createRecordingLogger, type RecordingLogger } from './agents.js';
@@ -17,19 +17,19 @@ export const FIXTURE_COMMANDS = path.resolve(path.dirname(fileURLToPath(import.m
 export interface SocketAgent {
   socketPath: string;
   registry: CommandRegistry;
-  services: CommandService[];
+  services: ExecuteServer[];
   peers: RpcPeer[];
   log: RecordingLogger;
   tmp: string;
   close(): Promise<void>;
 }
 
-export async function startSocketAgent(options: Partial<CommandServiceOptions> & { maxLineBytes?: number } = {}): Promise<SocketAgent> {
+export async function startSocketAgent(options: Partial<ExecuteServerOptions> & { maxLineBytes?: number } = {}): Promise<SocketAgent> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'negotiator-test-'));
   const socketPath = path.join(tmp, 'agent.sock');
   const log = createRecordingLogger();
   const registry = createCommandRegistry({ directories: [FIXTURE_COMMANDS], watch: false });
-  const services: CommandService[] = [];
+  const services: ExecuteServer[] = [];
   const peers: RpcPeer[] = [];
   const server = net.createServer((socket) => {
     const peer = new RpcPeer(createStreamChannel(socket, 'test-client'), {
@@ -38,7 +38,7 @@ export async function startSocketAgent(options: Partial<CommandServiceOptions> &
       logger: log,
       ...(options.maxLineBytes ? { maxLineBytes: options.maxLineBytes } : {}),
     });
-    services.push(registerCommandService(peer, { side: 'guest', commands: registry, logger: log, killGraceMs: 500, ...options }));
+    services.push(registerExecuteServer(peer, { side: 'guest', commands: registry, logger: log, killGraceMs: 500, ...options }));
     peers.push(peer);
     peer.start();
   });

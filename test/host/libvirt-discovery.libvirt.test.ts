@@ -10,7 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import t from 'tap';
 import { createLogger } from '../../common/base/logger.js';
-import { createGuestDiscovery, type DiscoveredGuest, type GuestEventName, type GuestRegistry } from '../../host/guest-registry.js';
+import { createGuestDiscovery } from '../../host/guest-discovery.js';
+import type { DiscoveredGuest, GuestEventName } from '../../host/guest-model.js';
+import type { GuestTable } from '../../host/guest-table.js';
 import { vmScenarioSkip } from '../helpers/vm.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -30,25 +32,25 @@ function findSkipReason(): string | false {
 }
 
 // The next `event` about NAME; rejects `deadlineMs` after `armed` resolves (the command that causes it returned).
-function nextEvent(registry: GuestRegistry, event: GuestEventName, armed: Promise<unknown>, deadlineMs: number): Promise<{ guest: DiscoveredGuest; at: number }> {
+function nextEvent(table: GuestTable, event: GuestEventName, armed: Promise<unknown>, deadlineMs: number): Promise<{ guest: DiscoveredGuest; at: number }> {
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     const listener = (guest: DiscoveredGuest): void => {
       if (guest.name !== NAME) return;
-      registry.off(event, listener);
+      table.off(event, listener);
       clearTimeout(timer);
       resolve({ guest, at: Date.now() });
     };
-    registry.on(event, listener);
+    table.on(event, listener);
     armed.then(
       () => {
         timer = setTimeout(() => {
-          registry.off(event, listener);
+          table.off(event, listener);
           reject(new Error(`no ${event} for ${NAME} within ${deadlineMs} ms after the command returned`));
         }, deadlineMs);
       },
       (error: unknown) => {
-        registry.off(event, listener);
+        table.off(event, listener);
         reject(error instanceof Error ? error : new Error(String(error)));
       },
     );
@@ -90,12 +92,12 @@ t.test('discovery follows a real libvirt domain through start, stop and restart'
     t.comment(`discovery log:\n${lines.join('\n')}`);
   });
   await discovery.ready;
-  const { registry } = discovery;
-  t.equal(registry.get(NAME), undefined, 'not there before it starts');
+  const table = discovery.guests;
+  t.equal(table.get(NAME), undefined, 'not there before it starts');
 
   const startedAt = Date.now();
   const started = libvirtGuest('start', NAME, REPO);
-  const up = await nextEvent(registry, 'guest-up', started, DISCOVERY_DEADLINE_MS);
+  const up = await nextEvent(table, 'guest-up', started, DISCOVERY_DEADLINE_MS);
   const startReturned = await started;
   t.comment(`start: virsh create took ${startReturned - startedAt} ms; guest-up came ${up.at - startReturned} ms after it returned, ${up.at - (eventSeen.get('started') ?? NaN)} ms after libvirt's Started event`);
   const expected = await pathsFromVirsh();
@@ -106,21 +108,21 @@ t.test('discovery follows a real libvirt domain through start, stop and restart'
   t.comment(`socket paths: ${up.guest.channels.hostToGuest?.path} ${up.guest.channels.guestToHost?.path}`);
 
   const stopped = libvirtGuest('stop', NAME);
-  const down = await nextEvent(registry, 'guest-down', stopped, DISCOVERY_DEADLINE_MS);
+  const down = await nextEvent(table, 'guest-down', stopped, DISCOVERY_DEADLINE_MS);
   const stopReturned = await stopped;
   t.comment(`stop: guest-down came ${down.at - stopReturned} ms after virsh destroy returned, ${down.at - (eventSeen.get('stopped') ?? NaN)} ms after libvirt's Stopped event`);
   t.same(down.guest, up.guest, 'guest-down carries the guest that went down');
-  t.equal(registry.get(NAME), undefined);
+  t.equal(table.get(NAME), undefined);
 
   const restarted = libvirtGuest('start', NAME, REPO);
-  const upAgain = await nextEvent(registry, 'guest-up', restarted, DISCOVERY_DEADLINE_MS);
+  const upAgain = await nextEvent(table, 'guest-up', restarted, DISCOVERY_DEADLINE_MS);
   t.comment(`restart: guest-up came ${upAgain.at - (await restarted)} ms after virsh create returned, ${upAgain.at - (eventSeen.get('started') ?? NaN)} ms after libvirt's Started event`);
   const expectedAgain = await pathsFromVirsh();
   t.same([upAgain.guest.channels.hostToGuest?.path, upAgain.guest.channels.guestToHost?.path], [expectedAgain.hostToGuest, expectedAgain.guestToHost]);
   t.not(upAgain.guest.id, up.guest.id, 'a new domain id');
   t.not(upAgain.guest.channels.hostToGuest?.path, up.guest.channels.hostToGuest?.path, 'so new socket paths');
   t.ok(isSocket(upAgain.guest.channels.hostToGuest?.path), 'which exist');
-  t.same(registry.get(NAME), upAgain.guest);
+  t.same(table.get(NAME), upAgain.guest);
   // libvirtd itself may stall while another `virsh create` re-probes QEMU (seen when tests overlap):
   // discovery rightly warns and retries then. Anything else is worth a look.
   t.same(lines.filter((line) => / (WARN|ERROR) /.test(line) && !/did not finish within \d+ ms: libvirtd .* is stuck or overloaded/.test(line)), [], 'nothing worth a warning');

@@ -2,7 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import { createLogger, type Logger } from '../../common/base/logger.js';
-import { GuestRegistry, type DiscoveredGuest } from '../../host/guest-registry.js';
+import type { DiscoveredGuest } from '../../host/guest-model.js';
+import { GuestTable } from '../../host/guest-table.js';
 import { findNegotiatorChannels, parseDomainXml } from '../../host/domain-xml.js';
 import { LibvirtDiscovery, type LibvirtDiscoveryOptions } from '../../host/libvirt-discovery.js';
 import { VirshError, type DomainSummary, type Virsh, type VirshCallOptions, type VirshStreamItem } from '../../host/virsh.js';
@@ -140,21 +141,21 @@ function captureLogger(): { logger: Logger; lines: string[] } {
   return { logger: createLogger({ level: 'debug', format: 'journal', write: (line) => lines.push(line.trimEnd()) }), lines };
 }
 
-// A discovery over a fake libvirt, recording every registry event as a short string.
+// A discovery over a fake libvirt, recording every guest table event as a short string.
 function startDiscovery(t: Test, virsh: FakeVirsh, options: Partial<LibvirtDiscoveryOptions> = {}) {
-  const registry = new GuestRegistry();
+  const table = new GuestTable();
   const events: string[] = [];
   const guests: DiscoveredGuest[] = [];
-  registry.on('guest-up', (guest) => {
+  table.on('guest-up', (guest) => {
     events.push(`up ${guest.name} ${guest.id ?? ''}`);
     guests.push(guest);
   });
-  registry.on('guest-down', (guest) => events.push(`down ${guest.name} ${guest.id ?? ''}`));
-  registry.on('guest-changed', (guest) => events.push(`changed ${guest.name} ${guest.id ?? ''}`));
+  table.on('guest-down', (guest) => events.push(`down ${guest.name} ${guest.id ?? ''}`));
+  table.on('guest-changed', (guest) => events.push(`changed ${guest.name} ${guest.id ?? ''}`));
   const { logger, lines } = captureLogger();
-  const discovery = new LibvirtDiscovery({ virsh, sink: registry, logger, resyncDelayMs: 0, ...options });
+  const discovery = new LibvirtDiscovery({ virsh, sink: table, logger, resyncDelayMs: 0, ...options });
   t.teardown(() => discovery.close());
-  return { discovery, registry, events, guests, lines };
+  return { discovery, table, events, guests, lines };
 }
 
 const expectedGuest = (domain: FakeDomain): DiscoveredGuest => ({
@@ -281,9 +282,9 @@ t.test('the first rescan reports running domains with channels, with the paths f
   const virsh = new FakeVirsh();
   const one = virsh.start('one', { announce: false });
   virsh.start('plain', { channels: false, announce: false });
-  const { discovery, registry, events, lines } = startDiscovery(t, virsh);
+  const { discovery, table, events, lines } = startDiscovery(t, virsh);
   await discovery.ready;
-  t.same(registry.list(), [expectedGuest(one)]);
+  t.same(table.list(), [expectedGuest(one)]);
   t.same(events, [`up one ${one.id}`]);
   t.same(lines.filter((line) => line.startsWith('<6>')), ['<6>guest plain has no negotiator channels; see libvirt/ to add them']);
 });
@@ -291,30 +292,30 @@ t.test('the first rescan reports running domains with channels, with the paths f
 t.test('hundreds of guests starting and stopping are followed from events, a few virsh at a time', async (t) => {
   const virsh = new FakeVirsh();
   virsh.dumpDelayMs = 2;
-  const { discovery, registry, events } = startDiscovery(t, virsh, { concurrency: 4 });
+  const { discovery, table, events } = startDiscovery(t, virsh, { concurrency: 4 });
   await discovery.ready;
   const started = Array.from({ length: 300 }, (_, index) => virsh.start(`vm${index}`));
-  await until(() => registry.list().length === 300, '300 guests up');
-  t.same(registry.list(), started.map(expectedGuest).sort((a, b) => a.name.localeCompare(b.name)));
+  await until(() => table.list().length === 300, '300 guests up');
+  t.same(table.list(), started.map(expectedGuest).sort((a, b) => a.name.localeCompare(b.name)));
   t.ok(virsh.maxInFlight <= 4, `at most 4 dumpxml at once (saw ${virsh.maxInFlight})`);
   t.equal(virsh.dumped.length, 300, 'each new domain inspected once');
   for (const domain of started.slice(0, 150)) virsh.stop(domain.name);
-  await until(() => registry.list().length === 150, '150 guests down');
+  await until(() => table.list().length === 150, '150 guests down');
   t.equal(events.filter((event) => event.startsWith('down')).length, 150);
   t.equal(virsh.dumped.length, 300, 'a stop needs no virsh call');
   await discovery.rescan();
   t.equal(virsh.dumped.length, 300, 'a rescan inspects nothing it already knows');
-  t.equal(registry.list().length, 150);
+  t.equal(table.list().length, 150);
 });
 
 t.test('running domains without negotiator channels are remembered, not re-inspected, logged once', async (t) => {
   const virsh = new FakeVirsh();
   for (let index = 0; index < 50; index += 1) virsh.start(`bare${index}`, { channels: false, announce: false });
-  const { discovery, registry, lines } = startDiscovery(t, virsh);
+  const { discovery, table, lines } = startDiscovery(t, virsh);
   await discovery.ready;
   for (let round = 0; round < 3; round += 1) await discovery.rescan();
   t.equal(virsh.dumped.length, 50, 'one dumpxml per domain over four rescans');
-  t.same(registry.list(), []);
+  t.same(table.list(), []);
   t.equal(lines.filter((line) => line.includes('has no negotiator channels')).length, 50, 'one info line per domain');
   // A restart of a persistent domain is a new instance (same uuid, new id): inspected again, not logged again.
   virsh.start('bare7', { channels: false, announce: false, uuid: virsh.domains.get('bare7')?.uuid });
@@ -326,32 +327,32 @@ t.test('running domains without negotiator channels are remembered, not re-inspe
 t.test('a channel hot-plugged into a running domain is noticed from its device-added event', async (t) => {
   const virsh = new FakeVirsh();
   const bare = virsh.start('hot', { channels: false, announce: false });
-  const { discovery, registry, events } = startDiscovery(t, virsh);
+  const { discovery, table, events } = startDiscovery(t, virsh);
   await discovery.ready;
   bare.xml = domainXml('hot', bare.uuid, bare.id, true);
   virsh.emit({ type: 'domain', domain: 'hot', event: 'device-added', detail: 'channel0' });
-  await until(() => registry.get('hot') !== undefined, 'hot up');
+  await until(() => table.get('hot') !== undefined, 'hot up');
   bare.xml = bare.xml.replace("state='disconnected'", "state='connected'");
   virsh.emit({ type: 'domain', domain: 'hot', event: 'device-removed', detail: 'channel9' });
   await until(() => events.length === 2, 'a second event');
   t.same(events, [`up hot ${bare.id}`, `changed hot ${bare.id}`]);
-  t.equal(registry.get('hot')?.channels.hostToGuest?.state, 'connected');
+  t.equal(table.get('hot')?.channels.hostToGuest?.state, 'connected');
 });
 
 t.test('libvirt down, then up: nothing reported meanwhile, a rescan when the event stream is back', async (t) => {
   const virsh = new FakeVirsh();
   virsh.failure = new VirshError('unreachable', 'cannot reach libvirt at `fake:///system`: error: failed to connect to the hypervisor');
-  const { discovery, registry, lines } = startDiscovery(t, virsh, { rescanIntervalMs: 60_000 });
+  const { discovery, table, lines } = startDiscovery(t, virsh, { rescanIntervalMs: 60_000 });
   await discovery.ready;
-  t.same(registry.list(), []);
+  t.same(table.list(), []);
   virsh.emit({ type: 'stream-ended', error: virsh.failure, retryInMs: 1000 });
   const vm = virsh.start('vm', { announce: false });
   virsh.failure = undefined;
   const listsBefore = virsh.listCalls;
   virsh.emit({ type: 'stream-started' });
-  await until(() => registry.get('vm') !== undefined, 'vm up after the stream came back');
+  await until(() => table.get('vm') !== undefined, 'vm up after the stream came back');
   t.ok(virsh.listCalls > listsBefore, 'a rescan followed the stream start');
-  t.same(registry.get('vm'), expectedGuest(vm));
+  t.same(table.get('vm'), expectedGuest(vm));
   t.same(lines.filter((line) => /^<[34]>/.test(line)), [], 'the outage is the virsh seam\'s to log, once');
 });
 
@@ -369,7 +370,7 @@ t.test('a stop and a restart missed while the stream was down show as down and u
   const virsh = new FakeVirsh();
   const before = virsh.start('vm', { announce: false });
   const gone = virsh.start('gone', { announce: false });
-  const { discovery, registry, events } = startDiscovery(t, virsh);
+  const { discovery, table, events } = startDiscovery(t, virsh);
   await discovery.ready;
   virsh.emit({ type: 'stream-ended', error: new VirshError('unreachable', 'down'), retryInMs: 1000 });
   const after = virsh.start('vm', { announce: false, uuid: before.uuid });
@@ -377,13 +378,13 @@ t.test('a stop and a restart missed while the stream was down show as down and u
   virsh.emit({ type: 'stream-started' });
   await until(() => events.length === 5, 'down/up of vm and down of gone');
   t.same(events.slice(2).sort(), [`down gone ${gone.id}`, `down vm ${before.id}`, `up vm ${after.id}`]);
-  t.same(registry.get('vm'), expectedGuest(after));
-  t.not(registry.get('vm')?.channels.hostToGuest?.path, expectedGuest(before).channels.hostToGuest?.path);
+  t.same(table.get('vm'), expectedGuest(after));
+  t.not(table.get('vm')?.channels.hostToGuest?.path, expectedGuest(before).channels.hostToGuest?.path);
 });
 
 t.test('an inspection overtaken by a newer event is dropped', async (t) => {
   const virsh = new FakeVirsh();
-  const { discovery, registry, events } = startDiscovery(t, virsh);
+  const { discovery, table, events } = startDiscovery(t, virsh);
   await discovery.ready;
   let open: () => void = () => {};
   virsh.dumpGate = new Promise((resolve) => (open = resolve));
@@ -395,7 +396,7 @@ t.test('an inspection overtaken by a newer event is dropped', async (t) => {
   open();
   await until(() => virsh.inFlight === 0, 'the dumpxml to finish');
   t.same(events, [], 'no guest-up from the stale answer');
-  t.equal(registry.get('flash'), undefined);
+  t.equal(table.get('flash'), undefined);
 });
 
 t.test('close() is idempotent, ends the event stream and reports nothing afterwards', async (t) => {
@@ -414,5 +415,5 @@ t.test('close() is idempotent, ends the event stream and reports nothing afterwa
 
 t.test('options are checked', async (t) => {
   const virsh = new FakeVirsh();
-  t.throws(() => new LibvirtDiscovery({ virsh, sink: new GuestRegistry(), concurrency: 0 }), { name: 'ConfigError', message: 'Expected the `concurrency` option to be an integer of at least 1, got `0`' });
+  t.throws(() => new LibvirtDiscovery({ virsh, sink: new GuestTable(), concurrency: 0 }), { name: 'ConfigError', message: 'Expected the `concurrency` option to be an integer of at least 1, got `0`' });
 });

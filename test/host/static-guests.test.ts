@@ -5,7 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { createLogger } from '../../common/base/logger.js';
-import { GuestRegistry } from '../../host/guest-registry.js';
+import { GuestTable } from '../../host/guest-table.js';
 import { parseGuestSpec, parseGuestSpecs, StaticGuestWatcher, type StaticGuestSpec } from '../../host/static-guests.js';
 
 const H2G = 'negotiator-host-to-guest.0';
@@ -36,15 +36,15 @@ async function listen(t: Test, socketPath: string): Promise<Server> {
 }
 
 function watchGuests(t: Test, specs: StaticGuestSpec[]) {
-  const registry = new GuestRegistry();
+  const table = new GuestTable();
   const events: string[] = [];
-  registry.on('guest-up', (guest) => events.push(`up ${guest.name}`));
-  registry.on('guest-down', (guest) => events.push(`down ${guest.name}`));
+  table.on('guest-up', (guest) => events.push(`up ${guest.name}`));
+  table.on('guest-down', (guest) => events.push(`down ${guest.name}`));
   const lines: string[] = [];
   const logger = createLogger({ level: 'debug', format: 'journal', write: (line) => lines.push(line.trimEnd()) });
-  const watcher = new StaticGuestWatcher({ specs, sink: registry, logger });
+  const watcher = new StaticGuestWatcher({ specs, sink: table, logger });
   t.teardown(() => watcher.close());
-  return { watcher, registry, events, lines };
+  return { watcher, table, events, lines };
 }
 
 t.test('parseGuestSpec: a directory of sockets named after the channels', async (t) => {
@@ -78,23 +78,23 @@ t.test('parseGuestSpec: bad specs say what is wrong and what is expected', async
 
 t.test('a static guest is up while both its sockets exist', async (t) => {
   const dir = shortTempDir(t);
-  const { watcher, registry, events, lines } = watchGuests(t, [parseGuestSpec(`vm=${dir}`)]);
+  const { watcher, table, events, lines } = watchGuests(t, [parseGuestSpec(`vm=${dir}`)]);
   await watcher.ready;
-  t.same(registry.list(), []);
+  t.same(table.list(), []);
   t.same(lines, [`<6>guest vm: waiting for ${dir}/${H2G} and ${dir}/${G2H} (created when its QEMU starts)`]);
   const h2g = await listen(t, path.join(dir, H2G));
   await listen(t, path.join(dir, G2H));
-  await until(() => registry.get('vm') !== undefined, 'vm up');
-  t.same(registry.get('vm'), { name: 'vm', source: 'static', channels: { hostToGuest: { path: `${dir}/${H2G}` }, guestToHost: { path: `${dir}/${G2H}` } } });
+  await until(() => table.get('vm') !== undefined, 'vm up');
+  t.same(table.get('vm'), { name: 'vm', source: 'static', channels: { hostToGuest: { path: `${dir}/${H2G}` }, guestToHost: { path: `${dir}/${G2H}` } } });
   await new Promise<void>((resolve) => h2g.close(() => resolve()));
-  await until(() => registry.get('vm') === undefined, 'vm down');
+  await until(() => table.get('vm') === undefined, 'vm down');
   t.same(events, ['up vm', 'down vm']);
   t.equal(lines.length, 1, 'waiting is logged once');
 });
 
 t.test('a socket directory that does not exist yet is picked up when it appears', async (t) => {
   const dir = path.join(shortTempDir(t), 'later');
-  const { watcher, registry } = watchGuests(t, [parseGuestSpec(`vm=${dir}`)]);
+  const { watcher, table } = watchGuests(t, [parseGuestSpec(`vm=${dir}`)]);
   await watcher.ready;
   // QEMU starts a little later, as it would: chokidar sets up the watch of a missing path's parent
   // asynchronously after its 'ready'. The periodic recheck (30 s) is far beyond the wait below.
@@ -102,19 +102,19 @@ t.test('a socket directory that does not exist yet is picked up when it appears'
   mkdirSync(dir);
   await listen(t, path.join(dir, H2G));
   await listen(t, path.join(dir, G2H));
-  await until(() => registry.get('vm') !== undefined, 'vm up');
+  await until(() => table.get('vm') !== undefined, 'vm up');
   rmSync(dir, { recursive: true });
-  await until(() => registry.get('vm') === undefined, 'vm down');
+  await until(() => table.get('vm') === undefined, 'vm down');
 });
 
 t.test('a path that is not a socket is reported once and never up', async (t) => {
   const dir = shortTempDir(t);
   writeFileSync(path.join(dir, 'file'), '');
-  const { watcher, registry, lines } = watchGuests(t, [parseGuestSpec(`vm=h2g=${dir}/file`)]);
+  const { watcher, table, lines } = watchGuests(t, [parseGuestSpec(`vm=h2g=${dir}/file`)]);
   await watcher.ready;
   await listen(t, path.join(dir, 'other')); // another change in the directory: a recheck
   await sleep(200); // nothing should happen; the assertion below fails if the guest came up
-  t.equal(registry.get('vm'), undefined);
+  t.equal(table.get('vm'), undefined);
   t.same(lines.filter((line) => line.startsWith('<4>')), [
     `<4>guest vm: ${dir}/file exists but is not a socket; point --guest at the sockets QEMU creates (-chardev socket,server=on,path=...)`,
   ]);

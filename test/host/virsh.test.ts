@@ -13,6 +13,7 @@ import {
   VirshError,
   type VirshStreamItem,
 } from '../../host/virsh.js';
+import { createDomainDefinitions } from '../../host/setup-domain.js';
 import { isAlive } from '../helpers/processes.js';
 
 const fixtures = new URL('../../../test/fixtures/libvirt/', import.meta.url).pathname;
@@ -190,6 +191,17 @@ t.test('other failures carry the command, exit code and stderr', async (t) => {
   const error = await rejectsWith(createVirsh({ virshPath: fakeVirsh }).dumpXml('vm'));
   t.equal(error.kind, 'failed');
   t.equal(error.message, '`virsh -c qemu:///system dumpxml vm` exited with code 3: error: internal error: something odd');
+});
+
+t.test('one classifier: a dropped connection (keepalive) is `unreachable` for discovery, setup and doctor alike', async (t) => {
+  const keepalive = { stderr: 'error: Disconnected from qemu:///system due to keepalive timeout', exit: 1 };
+  setUpFake(t, { dumpxml: keepalive, dominfo: keepalive, list: keepalive });
+  const discovery = await rejectsWith(createVirsh({ virshPath: fakeVirsh }).dumpXml('vm'));
+  const definitions = createDomainDefinitions({ virshPath: fakeVirsh });
+  const setup = await rejectsWith(definitions.describeDomain('vm'));
+  const doctor = await rejectsWith(definitions.listAllDomains());
+  t.same([discovery.kind, setup.kind, doctor.kind], ['unreachable', 'unreachable', 'unreachable']);
+  t.equal(setup.message, 'cannot reach libvirt at `qemu:///system`: error: Disconnected from qemu:///system due to keepalive timeout. Is libvirtd (or virtqemud) running, and may this user use it (root, or the libvirt group)?');
 });
 
 t.test('followEvents parses events, restarts virsh when it exits, and stops on abort', async (t) => {

@@ -1,7 +1,7 @@
 // The serving side of execute on memory channels: exact bytes of the output lines it builds itself.
 import t from 'tap';
 import { createCommandRegistry } from '../../../common/commands/registry.js';
-import { registerCommandService } from '../../../common/execute/server.js';
+import { registerExecuteServer } from '../../../common/execute/server.js';
 import { executeRemote } from '../../../common/execute/client.js';
 import { createPeerPair } from '../../helpers/agents.js';
 import { FIXTURE_COMMANDS } from '../../helpers/socket-agent.js';
@@ -13,7 +13,7 @@ t.test('execute.output lines are exactly what JSON.stringify would write', async
     await Promise.all([host.close(), guest.close()]);
     await registry.close();
   });
-  registerCommandService(guest, { side: 'guest', commands: registry });
+  registerExecuteServer(guest, { side: 'guest', commands: registry });
   host.start();
   guest.start();
   const out: Buffer[] = [];

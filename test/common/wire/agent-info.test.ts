@@ -97,7 +97,7 @@ t.test('readOsInfo defaults to the system os-release', { skip: systemOsRelease =
 });
 
 t.test('readPackageVersion reads the package root package.json once', async (t) => {
-  const packageJson = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const packageJson = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version: string };
   t.equal(readPackageVersion(), packageJson.version);
   t.match(readPackageVersion(), /^\d+\.\d+\.\d+/);
 });

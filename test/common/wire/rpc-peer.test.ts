@@ -91,6 +91,30 @@ t.test('a request with no handshake times out with a message that says so', asyn
   await t.rejects(peer.waitForReady(50), /no answer to the handshake from guest vm1 within 50 ms/);
 });
 
+t.test('"no timeout" (0) bounds the command, not the wait for an agent that never answers the handshake', async (t) => {
+  const [end] = createMemoryChannelPair();
+  const peer = createPeer(end, 'host', { label: 'guest vm1', handshakeTimeoutMs: 80 });
+  t.teardown(() => peer.close());
+  peer.start();
+  await t.rejects(peer.request('ping', {}, { timeoutMs: 0 }), {
+    name: 'TimeoutError',
+    message: 'no answer to the handshake from guest vm1 within 80 ms: is the negotiator agent running on the other side?',
+  });
+  await t.rejects(peer.waitForReady(0), { name: 'TimeoutError', message: /^no answer to the handshake from guest vm1 within 80 ms/ });
+});
+
+t.test('a request without a deadline, once sent, waits for its answer past the handshake bound', async (t) => {
+  const pair = createPeerPair({ handshakeTimeoutMs: 50 });
+  t.teardown(() => Promise.all([pair.host.close(), pair.guest.close()]));
+  pair.guest.handle('slow', async () => {
+    await delay(200);
+    return 'done';
+  });
+  pair.host.start();
+  pair.guest.start();
+  t.equal(await pair.host.request('slow', {}, { timeoutMs: 0 }), 'done');
+});
+
 t.test('bad input gets an error reply or a warning, and the peer keeps serving', async (t) => {
   const { host, guest, guestEnd, guestLog } = await readyPair(t);
   const replies = (): Array<Record<string, unknown>> => writtenMessages(guestEnd.written).filter((m) => 'error' in m);

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { createLogger } from '../../common/base/logger.js';
-import { createGuestDiscovery, GuestRegistry, type DiscoveredGuest } from '../../host/guest-registry.js';
+import { createGuestDiscovery } from '../../host/guest-discovery.js';
+import type { DiscoveredGuest } from '../../host/guest-model.js';
+import { GuestTable } from '../../host/guest-table.js';
 import { parseGuestSpec } from '../../host/static-guests.js';
 import type { DomainSummary, Virsh, VirshStreamItem } from '../../host/virsh.js';
 
@@ -19,33 +21,33 @@ const libvirtGuest = (id: number, state: 'connected' | 'disconnected' = 'disconn
 });
 const staticGuest: DiscoveredGuest = { name: 'vm', source: 'static', channels: { hostToGuest: { path: '/s/h2g' } } };
 
-function record(registry: GuestRegistry): string[] {
+function record(table: GuestTable): string[] {
   const events: string[] = [];
-  registry.on('guest-up', (guest) => events.push(`up ${guest.source} ${guest.id ?? '-'}`));
-  registry.on('guest-down', (guest) => events.push(`down ${guest.source} ${guest.id ?? '-'}`));
-  registry.on('guest-changed', (guest, previous) => events.push(`changed ${previous.id ?? '-'}->${guest.id ?? '-'} ${guest.channels.hostToGuest?.state ?? '-'}`));
+  table.on('guest-up', (guest) => events.push(`up ${guest.source} ${guest.id ?? '-'}`));
+  table.on('guest-down', (guest) => events.push(`down ${guest.source} ${guest.id ?? '-'}`));
+  table.on('guest-changed', (guest, previous) => events.push(`changed ${previous.id ?? '-'}->${guest.id ?? '-'} ${guest.channels.hostToGuest?.state ?? '-'}`));
   return events;
 }
 
 t.test('up, changed (same instance), down+up (restart), down', async (t) => {
-  const registry = new GuestRegistry();
-  const events = record(registry);
-  registry.set(libvirtGuest(1));
-  registry.set(libvirtGuest(1));
-  registry.set(libvirtGuest(1, 'connected'));
-  registry.set(libvirtGuest(2));
-  registry.delete('libvirt', 'vm');
-  registry.delete('libvirt', 'vm');
-  registry.delete('static', 'nobody');
+  const table = new GuestTable();
+  const events = record(table);
+  table.set(libvirtGuest(1));
+  table.set(libvirtGuest(1));
+  table.set(libvirtGuest(1, 'connected'));
+  table.set(libvirtGuest(2));
+  table.delete('libvirt', 'vm');
+  table.delete('libvirt', 'vm');
+  table.delete('static', 'nobody');
   t.same(events, ['up libvirt 1', 'changed 1->1 connected', 'down libvirt 1', 'up libvirt 2', 'down libvirt 2']);
 });
 
 t.test('guests handed out are frozen copies', async (t) => {
-  const registry = new GuestRegistry();
+  const table = new GuestTable();
   const input = libvirtGuest(1);
-  registry.set(input);
+  table.set(input);
   input.channels.hostToGuest = { path: '/elsewhere' };
-  const kept = registry.get('vm');
+  const kept = table.get('vm');
   t.same(kept, libvirtGuest(1), 'a later change to the input does not leak in');
   t.ok(Object.isFrozen(kept) && Object.isFrozen(kept?.channels) && Object.isFrozen(kept?.channels.hostToGuest));
   t.throws(() => {
@@ -55,22 +57,22 @@ t.test('guests handed out are frozen copies', async (t) => {
 
 t.test('a --guest hides a libvirt domain of the same name, with one warning', async (t) => {
   const lines: string[] = [];
-  const registry = new GuestRegistry(createLogger({ format: 'journal', write: (line) => lines.push(line.trimEnd()) }));
-  const events = record(registry);
-  registry.set(libvirtGuest(1));
-  registry.set(staticGuest);
-  registry.set(libvirtGuest(1, 'connected'));
-  t.same(registry.get('vm'), staticGuest);
-  registry.delete('static', 'vm');
+  const table = new GuestTable(createLogger({ format: 'journal', write: (line) => lines.push(line.trimEnd()) }));
+  const events = record(table);
+  table.set(libvirtGuest(1));
+  table.set(staticGuest);
+  table.set(libvirtGuest(1, 'connected'));
+  t.same(table.get('vm'), staticGuest);
+  table.delete('static', 'vm');
   t.same(events, ['up libvirt 1', 'down libvirt 1', 'up static -', 'down static -', 'up libvirt 1']);
-  t.same(registry.get('vm'), libvirtGuest(1, 'connected'), 'the libvirt guest was kept up to date while hidden');
+  t.same(table.get('vm'), libvirtGuest(1, 'connected'), 'the libvirt guest was kept up to date while hidden');
   t.same(lines, ['<4>guest name `vm` is both a --guest option and a libvirt domain; using the --guest one (rename it to reach the domain)']);
 });
 
 t.test('list() is sorted by name', async (t) => {
-  const registry = new GuestRegistry();
-  for (const name of ['c', 'a', 'b']) registry.set({ name, source: 'static', channels: { guestToHost: { path: `/${name}` } } });
-  t.same(registry.list().map((guest) => guest.name), ['a', 'b', 'c']);
+  const table = new GuestTable();
+  for (const name of ['c', 'a', 'b']) table.set({ name, source: 'static', channels: { guestToHost: { path: `/${name}` } } });
+  t.same(table.list().map((guest) => guest.name), ['a', 'b', 'c']);
 });
 
 // A libvirt with one running domain (recorded XML) whose event stream stays quiet until aborted.
@@ -100,7 +102,7 @@ t.test('createGuestDiscovery combines libvirt domains and --guest sockets', asyn
   const discovery = createGuestDiscovery({ staticGuests: [parseGuestSpec(`demo=${dir}`)], libvirt: { virsh } });
   t.teardown(() => discovery.close());
   await discovery.ready;
-  t.same(discovery.registry.list().map((guest) => [guest.name, guest.source, guest.channels.hostToGuest?.path]), [
+  t.same(discovery.guests.list().map((guest) => [guest.name, guest.source, guest.channels.hostToGuest?.path]), [
     ['demo', 'static', path.join(dir, 'negotiator-host-to-guest.0')],
     ['ndisc-fix2', 'libvirt', '/var/lib/libvirt/qemu/channel/target/domain-4-ndisc-fix2/negotiator-host-to-guest.0'],
   ]);
@@ -125,7 +127,7 @@ t.test('without libvirt, --guest guests still work and the outage is one warning
   });
   t.teardown(() => discovery.close());
   await discovery.ready;
-  t.same(discovery.registry.list().map((guest) => guest.name), ['demo']);
+  t.same(discovery.guests.list().map((guest) => guest.name), ['demo']);
   const deadline = Date.now() + 5000;
   while (lines.filter((line) => line.includes('libvirt still unavailable')).length < 3) {
     if (Date.now() > deadline) throw new Error(`virsh was not retried: ${lines.join('\n')}`);

@@ -4,7 +4,7 @@
 // still the same process (same pid and same start time in /proc/PID/stat), so a recycled pid is never
 // signalled. Under systemd the units' KillMode=mixed already does this (examples/services/); this covers
 // every other set-up. Writes are coalesced to one per event-loop turn.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { errorMessage } from '../wire/errors.js';
 import type { Logger } from '../base/logger.js';
 
@@ -74,6 +74,11 @@ function scheduleWrite(): void {
     writeScheduled = false;
     if (stateFile === undefined) return;
     try {
+      // No command running: no file (a daemon that stopped cleanly leaves nothing beside its socket).
+      if (groups.size === 0) {
+        rmSync(stateFile, { force: true });
+        return;
+      }
       // Written aside and renamed: a daemon killed mid-write leaves the previous whole file.
       writeFileSync(`${stateFile}.tmp`, JSON.stringify([...groups].map(([pid, start]) => ({ pid, start }))));
       renameSync(`${stateFile}.tmp`, stateFile);

@@ -50,4 +50,10 @@ t.test('a SIGKILLed daemon\'s running commands are ended by the next daemon star
   while (children.some(isRunning) && Date.now() < deadline) await delay(100);
   t.same(children.filter(isRunning), [], 'none left within 10 s of the restart');
   await waitForOutput(daemon, /ended 3 command process group\(s\) left running by a previous daemon/);
+  // With nothing running, no record stays beside the socket (a package purge can then remove /run/negotiator).
+  for (let i = 0; i < 50 && existsSync(`${control}.commands`); i++) await delay(100);
+  t.notOk(existsSync(`${control}.commands`), 'no record file while no command runs');
+  daemon.kill('SIGTERM');
+  await daemon;
+  t.notOk(existsSync(`${control}.commands`), 'none after a clean stop');
 });

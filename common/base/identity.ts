@@ -2,7 +2,7 @@
 // NIS, systemd-homed), /etc/passwd and /etc/group only when getent cannot answer. One lookup for
 // `--control-group`, `--run-as` and the names the doctor prints. Synchronous: it runs at start-up and
 // in the doctor, where a blocked loop costs nothing; every getent call has a deadline.
-import { execFileSync } from 'node:child_process';
+import type * as ChildProcess from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 export interface UserEntry {
@@ -40,6 +40,8 @@ export function createIdentityLookup(options: IdentityLookupOptions = {}): Ident
   const find = (database: 'passwd' | 'group', file: string, key: string): string[] | undefined => {
     if (key === '' || key.includes('\n')) return undefined;
     try {
+      // Loaded on first use: most CLI runs never resolve a name, and node:child_process costs start-up.
+      const { execFileSync } = process.getBuiltinModule('node:child_process') as typeof ChildProcess;
       const line = execFileSync(getentPath, [database, key], { encoding: 'utf8', timeout: timeoutMs, stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0];
       if (line) return line.split(':');
     } catch {

@@ -34,14 +34,14 @@ export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentI
     }
     throw error;
   }
-  return startClientPeer(channel, localInfo, `the daemon (${socketPath})`, requestTimeoutMs, peerTimeoutMs);
+  return startClientPeer(channel, localInfo, `the daemon (${socketPath})`, requestTimeoutMs, peerTimeoutMs, true);
 }
 
 // Start a peer for a CLI on an open channel. Hello retries are short (1 s, then every 2 s): a CLI lives
 // seconds, yet an agent that missed the first hello (just starting, or reading stale bytes) still answers.
-// `peerTimeoutMs`: --peer-timeout.
-export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo, 'nonce'>, label: string, requestTimeoutMs: number, peerTimeoutMs?: number): RpcPeer {
-  const peer = new RpcPeer(channel, { localInfo, label, requestTimeoutMs, helloRetryMs: 1000, maxHelloRetryMs: 2000, ...(peerTimeoutMs !== undefined ? { peerTimeoutMs } : {}) });
+// `peerTimeoutMs`: --peer-timeout; `freshConnection`: the channel is a daemon's control socket connection.
+export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo, 'nonce'>, label: string, requestTimeoutMs: number, peerTimeoutMs?: number, freshConnection = false): RpcPeer {
+  const peer = new RpcPeer(channel, { localInfo, label, requestTimeoutMs, helloRetryMs: 1000, maxHelloRetryMs: 2000, freshConnection, ...(peerTimeoutMs !== undefined ? { peerTimeoutMs } : {}) });
   peer.start();
   return peer;
 }

@@ -34,6 +34,7 @@ export async function startControlServer(options: ControlServerOptions): Promise
       logger: options.logger,
       // A CLI says hello at once; it need not be chased.
       helloRetryMs: 0,
+      freshConnection: true,
     });
     peers.add(peer);
     peer.on('close', () => peers.delete(peer));

@@ -1,11 +1,11 @@
 // What an agent says about itself (hello, info): OS facts, package version, capabilities; and the one
 // cleanup applied to whatever the peer says about itself before it reaches a log line or an environment.
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { randomHex } from '../base/random.js';
 import { ConfigError } from './errors.js';
 import { CAPABILITIES, PROTOCOL_VERSION, type AgentInfo, type OsInfo, type Side } from './protocol.js';
 
@@ -151,7 +151,7 @@ export function createAgentInfo(input: AgentInfoInput): AgentInfo {
     side: input.side,
     os: input.os,
     capabilities: [...CAPABILITIES],
-    nonce: input.nonce ?? randomBytes(16).toString('hex'),
+    nonce: input.nonce ?? randomHex(16),
     pid: process.pid,
   };
 }

@@ -1,8 +1,8 @@
 // The hello exchange. Each side writes a bare newline (ending any half line an earlier client left) and
 // a hello carrying its agent info and a fresh nonce, retried with backoff until answered; the peer's hello
 // (request or answer) is validated here before anything else of the connection is believed.
-import { randomBytes } from 'node:crypto';
 import type { Logger } from '../base/logger.js';
+import { randomHex } from '../base/random.js';
 import { RpcError } from './errors.js';
 import { describeValue } from './json-limits.js';
 import { FRAME_SYNC_BYTES } from './frame-codec.js';
@@ -11,7 +11,7 @@ import { ERROR_CODES, METHODS, SIDES, isRecord, type AgentInfo, type OsInfo, typ
 
 // A fresh random nonce: 128 bits, hex.
 export function createNonce(): string {
-  return randomBytes(16).toString('hex');
+  return randomHex(16);
 }
 
 const MAX_TEXT = 256;
@@ -84,6 +84,8 @@ export interface HelloSenderOptions {
   localInfo(): AgentInfo;
   /** True once no hello is needed (handshake done, or the peer closed): retries stop. */
   isSettled(): boolean;
+  /** The connection is new and carries nothing of an earlier agent: a session opens with one newline. */
+  freshConnection: boolean;
 }
 
 /**
@@ -123,7 +125,7 @@ export class HelloSender {
     if (this.#count === 0 || this.#writer.pendingBytes === 0) {
       // The leading newline ends any half line an earlier client left in the channel; a session's first
       // hello comes after enough of them to end a half frame too (frame-codec.ts).
-      void this.#writer.writeLine(this.#delay === 0 ? SYNC : NEWLINE);
+      void this.#writer.writeLine(this.#delay === 0 && !this.#options.freshConnection ? SYNC : NEWLINE);
       this.#helloId = `hello-${this.#nonce.slice(0, 8)}-${++this.#count}`;
       void this.#writer.write({ jsonrpc: '2.0', id: this.#helloId, method: METHODS.hello, params: this.#options.localInfo() });
     }

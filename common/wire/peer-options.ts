@@ -60,6 +60,12 @@ export interface PeerOptions {
   maxWriteBacklogBytes?: number;
   /** The budget of everything the process holds for its peers; default the process's own. */
   memoryBudget?: MemoryBudget;
+  /**
+   * The connection is a new one of its own (a control socket's client), so no earlier agent can have left a
+   * half frame in it: sessions open with one newline instead of FRAME_SYNC_BYTES (frame-codec.ts). Leave
+   * it false on a guest channel, which outlives the agents at its ends. Default false.
+   */
+  freshConnection?: boolean;
 }
 export type ResolvedPeerOptions = Readonly<Required<Omit<PeerOptions, 'localInfo' | 'memoryBudget'>> & Pick<PeerOptions, 'localInfo' | 'memoryBudget'>>;
 
@@ -89,6 +95,7 @@ export function resolvePeerOptions(options: PeerOptions): ResolvedPeerOptions {
     maxWriteBacklogBytes: options.maxWriteBacklogBytes ?? 8 * 1024 * 1024,
     ...(options.memoryBudget ? { memoryBudget: options.memoryBudget } : {}),
     peerTimeoutMs: options.peerTimeoutMs ?? DEFAULT_PEER_TIMEOUT_MS,
+    freshConnection: options.freshConnection ?? false,
   };
   for (const key of ['maxLineBytes', 'requestTimeoutMs', 'handshakeTimeoutMs', 'helloRetryMs', 'maxHelloRetryMs', 'maxIncomingRequests', 'maxWriteBacklogBytes', 'peerTimeoutMs'] as const) {
     const value = resolved[key];

@@ -100,6 +100,7 @@ export class RpcPeer extends EventEmitter {
       maxRetryMs: this.options.maxHelloRetryMs,
       localInfo: () => this.localInfo,
       isSettled: () => this.#closed || this.#ready,
+      freshConnection: this.options.freshConnection,
     });
     this.#outgoing = new OutgoingRequests({ label, handshakeTimeoutMs: this.options.handshakeTimeoutMs, cancelRemote: (id) => void this.notify(METHODS.cancel, { id }) });
     this.#keepalive = new Keepalive({

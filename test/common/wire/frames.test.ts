@@ -106,6 +106,36 @@ t.test('a half frame from an agent that died is ended by the next agent\'s openi
   t.ok(problems.length <= 1, 'at most the cut frame is reported');
 });
 
+t.test('opening newlines in any chunking are skipped, and a line right after them is read whole', async (t) => {
+  const { reader, messages, problems } = collect({ frames: true });
+  const opening = Buffer.alloc(FRAME_SYNC_BYTES, '\n');
+  const stream = Buffer.concat([opening, ping, opening.subarray(0, 3000), ping]);
+  for (const size of [1023, 1024, 1025, 4096, stream.length]) {
+    for (let at = 0; at < stream.length; at += size) reader.push(stream.subarray(at, at + size));
+  }
+  t.same(problems, []);
+  t.equal(messages.length, 10, 'both pings of each of the five passes');
+  t.ok(messages.every((m) => m.kind === 'request' && m.method === 'ping'));
+});
+
+t.test('a session opens with FRAME_SYNC_BYTES newlines, one on a fresh connection (a control socket client)', async (t) => {
+  const [channelEnd, otherEnd] = createMemoryChannelPair();
+  const onChannel = createPeer(channelEnd, 'host');
+  const fresh = createPeer(otherEnd, 'guest', { freshConnection: true });
+  t.teardown(() => Promise.all([onChannel.close(), fresh.close()]));
+  onChannel.start();
+  fresh.start();
+  await Promise.all([onChannel.waitForReady(2000), fresh.waitForReady(2000)]);
+  const leadingNewlines = (written: Buffer[]): number => {
+    const bytes = Buffer.concat(written);
+    let count = 0;
+    while (bytes[count] === 0x0a) count++;
+    return count;
+  };
+  t.equal(leadingNewlines(channelEnd.written), FRAME_SYNC_BYTES, 'a channel may hold a half frame of an earlier agent');
+  t.equal(leadingNewlines(otherEnd.written), 1, 'a new connection holds nothing of anyone else');
+});
+
 t.test('negotiation: frames only when both hellos offer them, in both directions', async (t) => {
   for (const [hostFrames, guestFrames] of [[true, true], [true, false], [false, true]] as const) {
     const [hostEnd, guestEnd] = createMemoryChannelPair();

@@ -3,9 +3,13 @@
 // - `epoll`: libuv's pipe handle on the fd (./pipe-handle.ts) says when data comes while the host is there.
 // - `poll`: the public fallback, for a Node without that handle: reads on a timer that backs off from 1 ms
 //   to `pollIntervalMs` while the host is quiet.
-// - Host absent (a read returned 0), either way: one read every `pollIntervalMs`. The fd reports POLLHUP at
-//   once while the host is away, so epoll cannot wait for it; `readWhenHostBack` is the one place that waits,
-//   and the one to change to wait on the kernel instead of a timer.
+// - Host absent (a read returned 0), either way: a read on a timer, `pollIntervalMs` at first, then further
+//   apart (x1.5 a time, up to 4x `pollIntervalMs`): a host daemon that restarts is seen within about
+//   `pollIntervalMs`, a host that stays away costs a wake-up every 2 s. The timers of every port are put on
+//   one 250 ms grid, so the ports of a process wake together. The fd reports POLLHUP at once while the host
+//   is away, so epoll cannot wait for it; the kernel does say when the host returns (SIGIO on an O_ASYNC
+//   fd, a blocking write that completes), but neither is reachable from Node without native code.
+//   `readWhenHostBack` is the one place that waits.
 // Which way is in use is logged once per process at debug level.
 import { close as closeFd } from 'node:fs';
 import type { Logger } from '../common/base/logger.js';
@@ -64,6 +68,7 @@ export function createReadWakeup(fd: number, options: ReadWakeupOptions, callbac
 
   let timer: NodeJS.Timeout | undefined;
   let pollDelayMs = 1;
+  let absentDelayMs = 0;
   const readLater = (delayMs: number): void => {
     clearTimeout(timer);
     timer = setTimeout(() => {
@@ -82,6 +87,7 @@ export function createReadWakeup(fd: number, options: ReadWakeupOptions, callbac
     mechanism,
     readSoon: () => readLater(0),
     readWhenReady: (outcome) => {
+      absentDelayMs = 0;
       if (epoll) {
         // Level-triggered: with bytes left ('more'), epoll reports the fd again on the next turn.
         if (!watching) epoll.start();
@@ -96,10 +102,12 @@ export function createReadWakeup(fd: number, options: ReadWakeupOptions, callbac
     readWhenHostBack: () => {
       stop();
       // Nothing wakes a process when the host comes back: this timer is the one cost of an idle channel.
-      readLater(options.pollIntervalMs);
+      absentDelayMs = absentDelayMs === 0 ? options.pollIntervalMs : Math.min(Math.round(absentDelayMs * 1.5), options.pollIntervalMs * ABSENT_POLL_GROWTH_LIMIT);
+      readLater(onGrid(absentDelayMs, Math.min(GRID_MS, options.pollIntervalMs)));
     },
     noteData: () => {
       pollDelayMs = 1;
+      absentDelayMs = 0;
     },
     stop,
     close: (callback) => {
@@ -108,6 +116,16 @@ export function createReadWakeup(fd: number, options: ReadWakeupOptions, callbac
       else closeFd(fd, () => callback());
     },
   };
+}
+
+/** While the host stays away, reads drift apart up to this many times `pollIntervalMs`. */
+export const ABSENT_POLL_GROWTH_LIMIT = 4;
+const GRID_MS = 250;
+
+// `delayMs`, stretched to end on a process-wide grid (250 ms, finer for shorter intervals): timers of
+// several ports fire in one wake-up.
+export function onGrid(delayMs: number, gridMs: number, now = Date.now()): number {
+  return Math.ceil((now + delayMs) / gridMs) * gridMs - now;
 }
 
 const logged = new Set<ReadMechanism>();

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { ChannelClosedError } from '../../common/wire/errors.js';
 import { createDeviceChannel, openPortChannel, READ_MECHANISMS, type PortChannel, type PortChannelOptions } from '../../guest/port-channel.js';
+import { createReadWakeup, onGrid } from '../../guest/port-read-wakeup.js';
 import { openSerialChannel } from '../../guest/serial-tty.js';
 import { createRecordingLogger } from '../helpers/agents.js';
 
@@ -389,4 +390,33 @@ t.test('openSerialChannel refuses a bad speed and a device that is not a tty', a
     message: new RegExp(`^Cannot set ${fifo} to raw mode at 38400 baud with \`stty -F ${fifo} raw .*Check that it is a serial line`),
   });
   t.equal(fs.readdirSync('/proc/self/fd').length, openFds, 'the fd of the failed attempt was closed');
+});
+
+t.test('while the host stays away, reads drift apart up to 4x the poll interval, on a shared grid', async (t) => {
+  t.equal(onGrid(100, 250, 1_000), 250, 'ends on the grid');
+  t.equal(onGrid(500, 250, 1_000), 500, 'already on it');
+  t.equal(onGrid(500, 250, 1_001), 749);
+  // A FIFO with no writer reads 0 at once: the host is away, and stays away.
+  const fd = fs.openSync(makeFifo(t), O_RDONLY | O_NONBLOCK);
+  const reads: number[] = [];
+  const intervalMs = 40;
+  const wakeup = createReadWakeup(fd, { mechanism: 'poll', pollIntervalMs: intervalMs, logger: createRecordingLogger() }, {
+    read: () => {
+      reads.push(performance.now());
+      if (reads.length < 10) wakeup.readWhenHostBack();
+    },
+    onChunk: () => {},
+    onError: (error) => t.fail(error.message),
+  });
+  t.teardown(() => new Promise<void>((resolve) => wakeup.close(resolve)));
+  wakeup.readWhenHostBack();
+  reads.push(performance.now());
+  const deadline = Date.now() + 10_000;
+  while (reads.length < 10 && Date.now() < deadline) await sleep(20);
+  const gaps = reads.slice(1).map((at, index) => at - reads[index]!);
+  t.equal(gaps.length, 9, 'every read came');
+  // Timers never fire early: lower bounds hold at any load (1 ms of slack for timer rounding).
+  const expected = [40, 60, 90, 135, 160, 160, 160, 160, 160];
+  gaps.forEach((gap, index) => t.ok(gap >= expected[index]! - 1, `gap ${index + 1}: ${gap.toFixed(1)} ms >= ${expected[index]} ms`));
+  t.ok(gaps.at(-1)! < 160 + 40 + 500, 'and capped (with the grid and some load)');
 });

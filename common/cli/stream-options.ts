@@ -3,16 +3,10 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { DEFAULT_SERVICE_DIRECTORY, parseServiceOption, type ServiceSpec } from '../streams/address.js';
 import { DEFAULT_MAX_STREAMS } from '../wire/protocol.js';
+import type { StreamCliOptions } from '../daemon/serving-options.js';
 import { collectDirectory, parseCount, parseTimeoutSeconds } from './options.js';
 
-export interface StreamCliOptions {
-  services: ServiceSpec[];
-  servicesDir?: string[];
-  maxStreams: number;
-  streamIdleTimeoutMs: number;
-  forward: string[];
-  connect?: string;
-}
+export type { StreamCliOptions };
 
 function collectService(value: string, previous: ServiceSpec[]): ServiceSpec[] {
   try {

@@ -7,7 +7,7 @@ import { startForwarder, type Forwarder } from '../streams/forward.js';
 import { checkStreamLimits, type StreamLimits } from '../streams/serve.js';
 import { DEFAULT_MAX_STREAMS } from '../wire/protocol.js';
 import { DEFAULT_SERVICE_DIRECTORY, createServiceRegistry, type ServiceRegistry } from '../streams/services.js';
-import type { StreamCliOptions } from '../cli/stream-options.js';
+import type { StreamCliOptions } from './serving-options.js';
 import type { Logger } from '../base/logger.js';
 import type { RpcPeer } from '../wire/rpc-peer.js';
 

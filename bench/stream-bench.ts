@@ -4,7 +4,7 @@
 // runs it) and its peer, plus the client and the services. Bare: the client talks to the services
 // directly. Upload: the client writes N MiB and half-closes, the sink answers with its count; download:
 // the source writes N MiB and closes.
-// Usage: node dist/bench/stream-bench.js [--mib N] [--reps N]
+// Usage: node dist/bench/stream-bench.js [--mib N] [--reps N] [--daemon-cpu-prof DIR]
 import { execa } from 'execa';
 import net from 'node:net';
 import path from 'node:path';
@@ -80,6 +80,9 @@ const median = (values: number[]): number => [...values].sort((a, b) => a - b)[M
 async function main(argv: string[]): Promise<number> {
   const mib = argument(argv, '--mib', 256);
   const reps = argument(argv, '--reps', 3);
+  // The daemon's CPU profile (node --cpu-prof) for finding where its time goes; this process's: run it with --cpu-prof.
+  const profileAt = argv.indexOf('--daemon-cpu-prof');
+  const profile = profileAt >= 0 ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(argv[profileAt + 1] ?? '.')}`] : [];
   const bytes = mib * 1024 * 1024;
   const machine = describeMachine();
   const work = createWorkspace('negotiator-stream-bench-');
@@ -102,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
   await listen(channelServer, file('channel.sock'));
   const accepted = new Promise<net.Socket>((resolve) => channelServer.once('connection', resolve));
   const guest = execa(process.execPath, [
-    GUEST_CLI, '--daemon', '-q',
+    ...profile, GUEST_CLI, '--daemon', '-q',
     '--host-to-guest', `unix:${file('channel.sock')}`, '--guest-to-host', 'none',
     '--control-socket', file('guest-control.sock'),
     '--service', `sink=unix:${file('sink.sock')}`, '--service', `source=unix:${file('source.sock')}`,

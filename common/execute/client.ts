@@ -3,7 +3,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { bulkDataOf } from '../wire/bulk-line.js';
 import { ConfigError, RpcError } from '../wire/errors.js';
-import { FlowWindow } from './flow-window.js';
+import { AckBatch, FlowWindow } from './flow-window.js';
 import { validateExecuteResult } from './params.js';
 import {
   DEFAULT_TIMEOUT_MS,
@@ -72,12 +72,7 @@ export async function executeRemote(peer: RpcPeer, options: ExecuteOptions): Pro
   let delivery: Promise<void> = Promise.resolve();
   let deliveryError: Error | undefined;
   let buffered = 0;
-  let unacked = 0;
-  const sendAck = (): void => {
-    if (unacked === 0) return;
-    void peer.notify(METHODS.executeOutputAck, { id, bytes: unacked });
-    unacked = 0;
-  };
+  const acks = new AckBatch(window, (bytes) => void peer.notify(METHODS.executeOutputAck, { id, bytes }));
   // Each output chunk goes to its sink in order; acknowledged once the sink took it.
   const deliver = (stream: OutputStream, chunk: Buffer): void => {
     const sink = stream === 'stdout' ? options.stdout : options.stderr;
@@ -96,9 +91,8 @@ export async function executeRemote(peer: RpcPeer, options: ExecuteOptions): Pro
         }
       }
       buffered -= chunk.length;
-      unacked += chunk.length;
-      // Acknowledge in quarters of the window: few messages, and never a stall.
-      if (unacked >= window / 4 || buffered === 0) sendAck();
+      // In batches (flow-window.ts): few messages, and never a stall.
+      acks.add(chunk.length);
     });
   };
   const { id, response } = peer.startRequest(METHODS.execute, params, {

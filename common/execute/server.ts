@@ -9,7 +9,7 @@ import { runCommand, type RunningCommand } from '../commands/runner.js';
 import { CanceledError, ConfigError, RpcError, errorMessage } from '../wire/errors.js';
 import { validateExecuteParams } from './params.js';
 import { describeValue } from '../wire/json-limits.js';
-import { FlowWindow } from './flow-window.js';
+import { AckBatch, FlowWindow } from './flow-window.js';
 import { RunSlots } from './run-slots.js';
 import { sharedLauncherPool, type LauncherPool } from '../commands/launcher-pool.js';
 import { silentLogger, type Logger } from '../base/logger.js';
@@ -109,6 +109,8 @@ interface Execution {
   /** stdin chunks received before the command started. */
   earlyInput: Buffer[];
   earlyInputBytes: number;
+  /** stdin written to the command, acknowledged in batches. */
+  inputAcks: AckBatch;
   inputEnded: boolean;
   child?: RunningCommand;
   context: RequestContext;
@@ -163,6 +165,7 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
       output: new FlowWindow(params.window),
       earlyInput: [],
       earlyInputBytes: 0,
+      inputAcks: new AckBatch(params.window, (bytes) => void context.notify(METHODS.executeInputAck, { id: context.id, bytes })),
       inputEnded: !params.stdin,
       context,
       abort: (error) => controller.abort(error),
@@ -294,7 +297,7 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
   function writeInput(execution: Execution, chunk: Buffer): void {
     const stdin = execution.child?.stdin;
     if (!stdin || stdin.destroyed) return;
-    stdin.write(chunk, () => void execution.context.notify(METHODS.executeInputAck, { id: execution.context.id, bytes: chunk.length }));
+    stdin.write(chunk, () => execution.inputAcks.add(chunk.length));
   }
 
   peer.onNotification(METHODS.executeOutputAck, (params) => {

@@ -10,7 +10,7 @@
 import { Duplex } from 'node:stream';
 import { bulkDataOf } from '../wire/bulk-line.js';
 import { CanceledError, RpcError } from '../wire/errors.js';
-import { FlowWindow } from '../execute/flow-window.js';
+import { AckBatch, FlowWindow } from '../execute/flow-window.js';
 import { requireStreams } from './capability.js';
 import { DEFAULT_STREAM_WINDOW_BYTES, ERROR_CODES, MAX_CHUNK_BYTES, METHODS, type StreamOpenParams, type StreamOpenResult } from '../wire/protocol.js';
 import type { RpcPeer } from '../wire/rpc-peer.js';
@@ -43,7 +43,9 @@ export class RemoteStream extends Duplex {
   readonly #input: FlowWindow;
   readonly #controller = new AbortController();
   readonly #id: number;
-  #unacked = 0;
+  /** Output received and not yet consumed (the reader is behind): acknowledged when it reads again. */
+  #unread = 0;
+  readonly #acks: AckBatch;
   #answered = false;
   #eofReceived = false;
 
@@ -67,6 +69,9 @@ export class RemoteStream extends Duplex {
       },
     });
     this.#id = started.id;
+    this.#acks = new AckBatch(window, (bytes) => {
+      if (!this.#answered) void peer.notify(METHODS.streamOutputAck, { id: this.#id, bytes });
+    });
     let streams = openStreams.get(peer);
     if (!streams) openStreams.set(peer, (streams = new Set()));
     streams.add(this);
@@ -90,13 +95,14 @@ export class RemoteStream extends Duplex {
   #onOutput(message: Record<string, unknown>): void {
     const data = bulkDataOf(message);
     if (data && data.length > 0) {
-      this.#unacked += data.length;
+      this.#unread += data.length;
       if (this.readableLength + data.length > this.#window * 2) {
         this.destroy(new RpcError(ERROR_CODES.flowControl, `flow-control violation: the peer sent more than ${this.#window * 2} unacknowledged stream bytes`));
         return;
       }
-      // Credit goes back at once while the reader keeps up (the buffer is under a window), else when
-      // it reads again (_read): a reader that stops holds at most two windows and stalls only this stream.
+      // Consumed at once while the reader keeps up (the buffer is under a window), else when it reads
+      // again (_read): a reader that stops holds at most two windows and stalls only this stream. Credit
+      // goes back in batches (flow-window.ts).
       if (this.push(data)) this.#acknowledge();
     }
     if (message.eof === true) {
@@ -106,9 +112,8 @@ export class RemoteStream extends Duplex {
   }
 
   #acknowledge(): void {
-    if (this.#unacked === 0 || this.#answered) return;
-    void this.#peer.notify(METHODS.streamOutputAck, { id: this.#id, bytes: this.#unacked });
-    this.#unacked = 0;
+    this.#acks.add(this.#unread);
+    this.#unread = 0;
   }
 
   override _read(): void {

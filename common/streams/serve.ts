@@ -9,7 +9,7 @@
 import type { Duplex } from 'node:stream';
 import { bulkDataOf } from '../wire/bulk-line.js';
 import { CanceledError, ConfigError, RpcError, toRpcError } from '../wire/errors.js';
-import { FlowWindow } from '../execute/flow-window.js';
+import { AckBatch, FlowWindow } from '../execute/flow-window.js';
 import type { Logger } from '../base/logger.js';
 import { ERROR_CODES, MAX_CHUNK_BYTES, METHODS, isRecord, isRequestId, type RequestId, type StreamOpenParams, type StreamOpenResult } from '../wire/protocol.js';
 import type { RequestContext, RpcPeer } from '../wire/rpc-peer.js';
@@ -47,6 +47,8 @@ interface Served {
   /** Input that came before the local end was connected. */
   early: Buffer[];
   earlyBytes: number;
+  /** Input written to the local end, acknowledged in batches. */
+  inputAcks: AckBatch;
   inputEnded: boolean;
   local?: Duplex;
   bytesIn: number;
@@ -117,6 +119,7 @@ export function serveStreams(peer: RpcPeer, options: ServeStreamsOptions): Strea
       output: new FlowWindow(params.window),
       early: [],
       earlyBytes: 0,
+      inputAcks: new AckBatch(params.window, (bytes) => void context.notify(METHODS.streamInputAck, { id: context.id, bytes })),
       inputEnded: false,
       bytesIn: 0,
       touched: Date.now(),
@@ -196,7 +199,7 @@ export function serveStreams(peer: RpcPeer, options: ServeStreamsOptions): Strea
     if (local.destroyed || local.writableEnded) return;
     served.bytesIn += chunk.length;
     served.touched = Date.now();
-    local.write(chunk, () => void served.context.notify(METHODS.streamInputAck, { id: served.context.id, bytes: chunk.length }));
+    local.write(chunk, () => served.inputAcks.add(chunk.length));
   }
 
   peer.onNotification(METHODS.streamInput, (params) => {

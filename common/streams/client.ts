@@ -51,7 +51,7 @@ export class RemoteStream extends Duplex {
 
   constructor(peer: RpcPeer, options: OpenStreamOptions) {
     const window = options.window ?? DEFAULT_STREAM_WINDOW_BYTES;
-    super({ allowHalfOpen: true, readableHighWaterMark: window });
+    super({ allowHalfOpen: true, readableHighWaterMark: window, writableHighWaterMark: MAX_CHUNK_BYTES });
     this.service = options.service;
     this.#peer = peer;
     this.#window = window;
@@ -121,20 +121,24 @@ export class RemoteStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    void (async () => {
+    this.#send([chunk]).then(() => callback(), callback);
+  }
+
+  // Chunks queued while a send waited for credit go out one after the other, each as it is (no copy
+  // into one buffer): the writer gathers them into its writes.
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this.#send(chunks.map((c) => c.chunk)).then(() => callback(), callback);
+  }
+
+  async #send(chunks: Buffer[]): Promise<void> {
+    for (const chunk of chunks) {
       for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
         const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
         // A closed window: the stream is over, nobody will read these bytes.
         if (!(await this.#input.reserve(piece.length))) return;
         await this.#peer.sendBulk({ method: METHODS.streamInput, id: this.#id, data: piece });
       }
-    })().then(() => callback(), callback);
-  }
-
-  // Chunks queued while a send waited for credit go out together, in pieces of up to 256 KiB: fewer,
-  // larger lines and acknowledgements than one per socket read (64 KiB).
-  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
-    this._write(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), 'binary', callback);
+    }
   }
 
   override _final(callback: (error?: Error | null) => void): void {

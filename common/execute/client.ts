@@ -9,7 +9,6 @@ import {
   DEFAULT_TIMEOUT_MS,
   DEFAULT_WINDOW_BYTES,
   ERROR_CODES,
-  MAX_CHUNK_BYTES,
   METHODS,
   isRecord,
   type ExecuteParams,
@@ -126,8 +125,8 @@ async function pumpInput(peer: RpcPeer, id: number, source: InputSource, window:
     typeof source === 'string' ? [Buffer.from(source)] : source instanceof Uint8Array ? [source] : source;
   for await (const data of chunks) {
     const chunk = Buffer.isBuffer(data) ? data : Buffer.from(data);
-    for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
-      const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
+    for (let offset = 0; offset < chunk.length; offset += window.maxPiece) {
+      const piece = chunk.subarray(offset, offset + window.maxPiece);
       if (signal.aborted || !(await window.reserve(piece.length))) return;
       await peer.sendBulk({ method: METHODS.executeInput, id, data: piece });
     }

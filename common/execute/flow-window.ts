@@ -17,6 +17,15 @@ export class FlowWindow {
     return this.#inFlight;
   }
 
+  /**
+   * Largest piece a sender hands to `reserve`: one chunk, and never more than the window, so that the
+   * receiver (which holds a window read ahead and a window in flight, and refuses more) never gets a piece
+   * it must refuse, even one let through an empty window.
+   */
+  get maxPiece(): number {
+    return Math.min(MAX_CHUNK_BYTES, this.window);
+  }
+
   /** Wait until `bytes` more may be sent (always lets one chunk through an empty window), then count them. */
   async reserve(bytes: number): Promise<boolean> {
     while (!this.#closed && this.#inFlight > 0 && this.#inFlight + bytes > this.window) {
@@ -49,9 +58,9 @@ export class FlowWindow {
 /**
  * Bytes consumed before the receiving side acknowledges them: a quarter of the window, and never more
  * than the window less one largest chunk. A sender waits only while `inFlight + piece > window` with
- * `piece <= MAX_CHUNK_BYTES`, i.e. with more than `window - MAX_CHUNK_BYTES` unacknowledged; a receiver
- * that has consumed everything holds less than this unacknowledged, so a sender never waits on an
- * acknowledgement that is not coming. Tiny windows (up to one chunk) are acknowledged at every byte.
+ * `piece <= MAX_CHUNK_BYTES` (maxPiece), i.e. with more than `window - MAX_CHUNK_BYTES` unacknowledged;
+ * a receiver that has consumed everything holds less than this unacknowledged, so a sender never waits
+ * on an acknowledgement that is not coming. Tiny windows (up to one chunk) are acknowledged at every byte.
  */
 export function ackThreshold(window: number): number {
   return Math.max(1, Math.min(Math.floor(window / 4), window - MAX_CHUNK_BYTES));

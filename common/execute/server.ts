@@ -3,6 +3,8 @@
 //
 // The execute server: serves `commands.list` and `execute` on a peer. Resolves the command in the command directories,
 // runs it under the limits, streams its output with flow control and answers with its outcome.
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { bulkDataOf } from '../wire/bulk-line.js';
 import { buildCommandEnv } from '../commands/env.js';
 import { runCommand, type RunningCommand } from '../commands/runner.js';
@@ -101,6 +103,12 @@ export interface ExecuteServer {
   cancelAll(reason: string): void;
   /** Resolves when nothing runs or waits (or after `timeoutMs`, with false). */
   idle(timeoutMs: number): Promise<boolean>;
+}
+
+interface OutputCounters {
+  stdout: number;
+  stderr: number;
+  truncated: boolean;
 }
 
 interface Execution {
@@ -243,7 +251,7 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
       execution.earlyInput = [];
       if (execution.inputEnded) child.stdin.end();
     }
-    const counters = { stdout: 0, stderr: 0, truncated: false };
+    const counters: OutputCounters = { stdout: 0, stderr: 0, truncated: false };
     const pumps = Promise.all([
       pumpOutput(execution, child.stdout, 'stdout', counters),
       pumpOutput(execution, child.stderr, 'stderr', counters),
@@ -269,28 +277,54 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
     };
   }
 
-  // Forward one output stream to the caller, at most a window ahead of its acknowledgements.
-  async function pumpOutput(
-    execution: Execution,
-    stream: NodeJS.ReadableStream,
-    name: OutputStream,
-    counters: { stdout: number; stderr: number; truncated: boolean },
-  ): Promise<void> {
-    for await (const data of stream) {
-      let chunk = data as Buffer;
-      const cap = config.maxOutputBytes;
-      if (cap > 0 && counters[name] + chunk.length > cap) {
-        if (!counters.truncated) log.warn(`command \`${execution.params.command}\`: ${name} exceeded the ${cap}-byte cap (\`maxOutputBytes\`); the rest is dropped`);
-        counters.truncated = true;
-        chunk = chunk.subarray(0, Math.max(0, cap - counters[name]));
+  // Forward one output stream to the caller, at most a window ahead of its acknowledgements. The pipe is
+  // read in flowing mode and paused only while a largest chunk waits to be sent: iterated instead, a
+  // Readable stops reading the pipe at every 64 KiB read (over its 16 KiB high-water mark) and starts
+  // again after it, two system calls and a turn of the event loop per read.
+  async function pumpOutput(execution: Execution, stream: Readable, name: OutputStream, counters: OutputCounters): Promise<void> {
+    const pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let over = false;
+    let wake: (() => void) | undefined;
+    stream.on('data', (chunk: Buffer) => {
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= MAX_CHUNK_BYTES) stream.pause();
+      wake?.();
+    });
+    // Settles after the last 'data' (or with the pipe's error).
+    const ended = finished(stream, { writable: false }).finally(() => ((over = true), wake?.()));
+    ended.catch(() => {});
+    for (;;) {
+      const chunk = pending.shift();
+      if (!chunk) {
+        if (over) break;
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+        continue;
       }
-      for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
-        const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
-        // A closed window (request over) still drains the pipe so the command is not blocked.
-        if (!(await execution.output.reserve(piece.length))) break;
-        counters[name] += piece.length;
-        await execution.context.sendBulk(METHODS.executeOutput, name, piece);
-      }
+      pendingBytes -= chunk.length;
+      if (stream.isPaused() && pendingBytes < MAX_CHUNK_BYTES) stream.resume();
+      await sendOutput(execution, chunk, name, counters);
+    }
+    await ended;
+  }
+
+  // Send one read of output within the window; past the cap or once the window closed (request over),
+  // it is dropped, and the pipe is still drained so that the command is not blocked.
+  async function sendOutput(execution: Execution, data: Buffer, name: OutputStream, counters: OutputCounters): Promise<void> {
+    let chunk = data;
+    const cap = config.maxOutputBytes;
+    if (cap > 0 && counters[name] + chunk.length > cap) {
+      if (!counters.truncated) log.warn(`command \`${execution.params.command}\`: ${name} exceeded the ${cap}-byte cap (\`maxOutputBytes\`); the rest is dropped`);
+      counters.truncated = true;
+      chunk = chunk.subarray(0, Math.max(0, cap - counters[name]));
+    }
+    for (let offset = 0; offset < chunk.length; offset += execution.output.maxPiece) {
+      const piece = chunk.subarray(offset, offset + execution.output.maxPiece);
+      if (!(await execution.output.reserve(piece.length))) return;
+      counters[name] += piece.length;
+      await execution.context.sendBulk(METHODS.executeOutput, name, piece);
     }
   }
 

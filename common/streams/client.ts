@@ -132,8 +132,8 @@ export class RemoteStream extends Duplex {
 
   async #send(chunks: Buffer[]): Promise<void> {
     for (const chunk of chunks) {
-      for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
-        const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
+      for (let offset = 0; offset < chunk.length; offset += this.#input.maxPiece) {
+        const piece = chunk.subarray(offset, offset + this.#input.maxPiece);
         // A closed window: the stream is over, nobody will read these bytes.
         if (!(await this.#input.reserve(piece.length))) return;
         await this.#peer.sendBulk({ method: METHODS.streamInput, id: this.#id, data: piece });

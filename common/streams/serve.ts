@@ -15,6 +15,12 @@ import { ERROR_CODES, MAX_CHUNK_BYTES, METHODS, isRecord, isRequestId, type Requ
 import type { RequestContext, RpcPeer } from '../wire/rpc-peer.js';
 
 export { DEFAULT_MAX_STREAMS } from '../wire/protocol.js';
+/**
+ * What a local socket (a service connection, a forward's accepted connection) buffers each way before it
+ * stops reading or asks its writer to wait: one largest chunk. Node's default (16 KiB) is less than one
+ * 64 KiB socket read, so the socket was stopped and restarted at every read.
+ */
+export const LOCAL_SOCKET_BUFFER_BYTES = MAX_CHUNK_BYTES;
 /** Largest window an opener may ask for: it bounds what this side buffers per stream. */
 const MAX_WINDOW_BYTES = 64 * 1024 * 1024;
 
@@ -173,8 +179,8 @@ export function serveStreams(peer: RpcPeer, options: ServeStreamsOptions): Strea
     const pumpOutput = async (): Promise<void> => {
       for await (const data of local.iterator({ destroyOnReturn: false })) {
         const chunk = data as Buffer;
-        for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
-          const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
+        for (let offset = 0; offset < chunk.length; offset += served.output.maxPiece) {
+          const piece = chunk.subarray(offset, offset + served.output.maxPiece);
           if (!(await served.output.reserve(piece.length))) return;
           bytesOut += piece.length;
           served.touched = Date.now();

@@ -10,7 +10,7 @@
 // one big transfer does not starve another. Hazard: a message about an id (a response, an eof, a
 // stream's end) must not overtake that id's queued bytes, so it joins the id's queue instead.
 import { encodeBulkLine } from './bulk-line.js';
-import type { ByteChannel } from './byte-channel.js';
+import { DEFAULT_WRITE_BATCH_BYTES, type ByteChannel } from './byte-channel.js';
 import { errorMessage } from './errors.js';
 import { FRAME_END, FRAME_MAX_PAYLOAD, encodeFrameHeader } from './frame-codec.js';
 import { BUDGET_FLOOR_BYTES, WRITE_OVERHEAD_BYTES, type MemoryBudget } from './memory-budget.js';
@@ -36,8 +36,6 @@ export interface MessageWriterOptions {
  * one queued while the previous is written, instead of waiting for each.
  */
 export const BULK_AHEAD_BYTES = 256 * 1024;
-/** A write gathers queued pieces up to about this size (fewer syscalls: a virtio port write is costly). */
-const BATCH_BYTES = 64 * 1024;
 
 interface QueuedWrite {
   /** Written together, in order: a line; or a frame's header, its payload (the sender's buffer) and FRAME_END. */
@@ -71,10 +69,13 @@ export class MessageWriter {
   /** What this connection last reported to the budget. */
   #reported = 0;
   #unsubscribe: (() => void) | undefined;
+  /** A write gathers queued pieces up to about this size (fewer system calls, fewer wake-ups of the reader). */
+  readonly #batchBytes: number;
 
   constructor(channel: ByteChannel, options: MessageWriterOptions) {
     this.#channel = channel;
     this.#options = options;
+    this.#batchBytes = channel.writeBatchBytes ?? DEFAULT_WRITE_BATCH_BYTES;
   }
 
   /** Bytes accepted and not yet handed to the OS (queued bulk included). */
@@ -159,7 +160,7 @@ export class MessageWriter {
   }
 
   // Hand queued bulk to the channel, the ids in turn, a piece each, gathered into writes of about
-  // BATCH_BYTES; control lines written meanwhile go straight to the channel, ahead of what is queued here.
+  // the channel's batch size; control lines written meanwhile go straight to the channel, ahead of what is queued here.
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
@@ -168,7 +169,7 @@ export class MessageWriter {
         const batch: QueuedWrite[] = [];
         const parts: Buffer[] = [];
         let size = 0;
-        while (size < BATCH_BYTES && this.#queues.size > 0) {
+        while (size < this.#batchBytes && this.#queues.size > 0) {
           const [key, queue] = this.#queues.entries().next().value as [string, IdQueue];
           const item = queue.items.shift()!;
           queue.bytes -= item.bytes;

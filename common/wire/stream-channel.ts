@@ -65,6 +65,9 @@ export function createStreamChannel(stream: Duplex, description: string): ByteCh
     onClose(listener) {
       closeListeners.push(listener);
     },
+    // A socket copies 256 KiB in a fraction of a millisecond: larger writes cost the control lines
+    // behind them little and save a system call and a wake-up of the reader per 64 KiB.
+    writeBatchBytes: 256 * 1024,
     write: (chunk) => writeChunks([chunk]),
     writev: writeChunks,
     get pendingWriteBytes() {

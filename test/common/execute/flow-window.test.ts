@@ -54,6 +54,11 @@ t.test('AckBatch: no stall and few acknowledgements for every window and piece s
   t.equal(await transfer(2 * 1024 * 1024, [64 * 1024], 64 * 1024 * 1024), 128, '64 MiB through a 2 MiB window: one acknowledgement per 512 KiB, not one per 64 KiB chunk');
 });
 
+t.test('FlowWindow.maxPiece: one chunk, never more than the window', async (t) => {
+  t.equal(new FlowWindow(4 * 1024 * 1024).maxPiece, MAX_CHUNK_BYTES);
+  t.equal(new FlowWindow(64 * 1024).maxPiece, 64 * 1024, 'a piece larger than the window would be refused by the receiver');
+});
+
 t.test('AckBatch: flush sends what is pending, and nothing when nothing is', async (t) => {
   const sent: number[] = [];
   const batch = new AckBatch(4 * 1024 * 1024, (bytes) => sent.push(bytes));

@@ -4,7 +4,6 @@
 // The execute server: serves `commands.list` and `execute` on a peer. Resolves the command in the command directories,
 // runs it under the limits, streams its output with flow control and answers with its outcome.
 import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import { bulkDataOf } from '../wire/bulk-line.js';
 import { buildCommandEnv } from '../commands/env.js';
 import { runCommand, type RunningCommand } from '../commands/runner.js';
@@ -12,6 +11,7 @@ import { CanceledError, ConfigError, RpcError, errorMessage } from '../wire/erro
 import { validateExecuteParams } from './params.js';
 import { describeValue } from '../wire/json-limits.js';
 import { AckBatch, FlowWindow } from './flow-window.js';
+import { pumpReadable } from './read-pump.js';
 import { RunSlots } from './run-slots.js';
 import { sharedLauncherPool, type LauncherPool } from '../commands/launcher-pool.js';
 import { silentLogger, type Logger } from '../base/logger.js';
@@ -277,37 +277,9 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
     };
   }
 
-  // Forward one output stream to the caller, at most a window ahead of its acknowledgements. The pipe is
-  // read in flowing mode and paused only while a largest chunk waits to be sent: iterated instead, a
-  // Readable stops reading the pipe at every 64 KiB read (over its 16 KiB high-water mark) and starts
-  // again after it, two system calls and a turn of the event loop per read.
+  // Forward one output stream to the caller, at most a window ahead of its acknowledgements.
   async function pumpOutput(execution: Execution, stream: Readable, name: OutputStream, counters: OutputCounters): Promise<void> {
-    const pending: Buffer[] = [];
-    let pendingBytes = 0;
-    let over = false;
-    let wake: (() => void) | undefined;
-    stream.on('data', (chunk: Buffer) => {
-      pending.push(chunk);
-      pendingBytes += chunk.length;
-      if (pendingBytes >= MAX_CHUNK_BYTES) stream.pause();
-      wake?.();
-    });
-    // Settles after the last 'data' (or with the pipe's error).
-    const ended = finished(stream, { writable: false }).finally(() => ((over = true), wake?.()));
-    ended.catch(() => {});
-    for (;;) {
-      const chunk = pending.shift();
-      if (!chunk) {
-        if (over) break;
-        await new Promise<void>((resolve) => (wake = resolve));
-        wake = undefined;
-        continue;
-      }
-      pendingBytes -= chunk.length;
-      if (stream.isPaused() && pendingBytes < MAX_CHUNK_BYTES) stream.resume();
-      await sendOutput(execution, chunk, name, counters);
-    }
-    await ended;
+    await pumpReadable(stream, async (chunk) => (await sendOutput(execution, chunk, name, counters), true));
   }
 
   // Send one read of output within the window; past the cap or once the window closed (request over),

@@ -3,13 +3,14 @@
 // the opener, with a credit window per direction, half-close both ways, and an answer when it ends.
 //
 // Hazards: input may arrive before the local end is connected (queued, bounded by the window); the
-// readable side must be iterated without destroying it at its end, or a half-closed socket would lose
+// readable side must be read without destroying it at its end (read-pump.ts), or a half-closed socket would lose
 // its write side; and every way a stream ends (cancel, peer restart, idle, flow violation, the peer
 // stopping) must reset the local socket so the service sees it.
 import type { Duplex } from 'node:stream';
 import { bulkDataOf } from '../wire/bulk-line.js';
 import { CanceledError, ConfigError, RpcError, toRpcError } from '../wire/errors.js';
 import { AckBatch, FlowWindow } from '../execute/flow-window.js';
+import { pumpReadable } from '../execute/read-pump.js';
 import type { Logger } from '../base/logger.js';
 import { ERROR_CODES, MAX_CHUNK_BYTES, METHODS, isRecord, isRequestId, type RequestId, type StreamOpenParams, type StreamOpenResult } from '../wire/protocol.js';
 import type { RequestContext, RpcPeer } from '../wire/rpc-peer.js';
@@ -177,17 +178,17 @@ export function serveStreams(peer: RpcPeer, options: ServeStreamsOptions): Strea
     };
     signal.addEventListener('abort', onAbort, { once: true });
     const pumpOutput = async (): Promise<void> => {
-      for await (const data of local.iterator({ destroyOnReturn: false })) {
-        const chunk = data as Buffer;
+      const ended = await pumpReadable(local, async (chunk) => {
         for (let offset = 0; offset < chunk.length; offset += served.output.maxPiece) {
           const piece = chunk.subarray(offset, offset + served.output.maxPiece);
-          if (!(await served.output.reserve(piece.length))) return;
+          if (!(await served.output.reserve(piece.length))) return false;
           bytesOut += piece.length;
           served.touched = Date.now();
           await context.sendBulk(METHODS.streamOutput, undefined, piece);
         }
-      }
-      await context.notify(METHODS.streamOutput, { id: context.id, eof: true });
+        return true;
+      });
+      if (ended) await context.notify(METHODS.streamOutput, { id: context.id, eof: true });
     };
     try {
       await Promise.all([pumpOutput(), closed]);

@@ -304,3 +304,26 @@ t.test('scheduler: a channel with writev gets a frame\'s payload as the sender\'
   for (const part of parts) reader.push(part);
   t.same(messages.map((m) => bulkDataOf((m as { params: Record<string, unknown> }).params)), [data.subarray(0, FRAME_MAX_PAYLOAD), data.subarray(FRAME_MAX_PAYLOAD)], 'two frames, the bytes exact');
 });
+
+t.test('scheduler: a channel that says its write batch (a socket: 256 KiB) gets writes gathered up to it', async (t) => {
+  const { channel, written, drain } = slowChannel();
+  Object.defineProperty(channel, 'writeBatchBytes', { value: 256 * 1024 });
+  const writer = new MessageWriter(channel, { label: 'batched', logger: silentLogger, maxWriteBacklogBytes: 1 << 30, budget: new MemoryBudget(1 << 30), onWriteFailed: () => {} });
+  writer.setFrames(true);
+  // Two ids, 512 KiB each in 64 KiB chunks: the first write takes one frame, the next ones gather.
+  const sends = [1, 2].flatMap((id) => Array.from({ length: 8 }, () => writer.writeBulk({ method: METHODS.streamOutput, id, data: randomBytes(64 * 1024) })));
+  let settled = false;
+  void Promise.all(sends).then(() => (settled = true));
+  for (let i = 0; i < 40 && !(settled && writer.pendingBytes === 0); i++) {
+    drain();
+    await delay(2);
+  }
+  t.ok(settled, 'every sender released');
+  const sizes = written.map((bytes) => bytes.length);
+  t.ok(sizes.slice(1, -1).every((bytes) => bytes > 192 * 1024 && bytes <= 256 * 1024 + 64 * 1024 + 200), `writes of about 256 KiB (${sizes.join(', ')})`);
+  const { reader, messages } = collect({ frames: true });
+  for (const chunk of written) reader.push(chunk);
+  t.equal(messages.length, 16, 'every chunk its own frame');
+  // The first frame went out alone, before id 2 queued anything; from then on the ids alternate.
+  t.same(messages.slice(1, 5).map((m) => (m as { params: { id: number } }).params.id), [1, 2, 1, 2], 'the ids still take turns');
+});

@@ -3,13 +3,12 @@
 import type { Readable, Writable } from 'node:stream';
 import { bulkDataOf } from '../wire/bulk-line.js';
 import { ConfigError, RpcError } from '../wire/errors.js';
-import { FlowWindow } from './flow-window.js';
+import { AckBatch, FlowWindow } from './flow-window.js';
 import { validateExecuteResult } from './params.js';
 import {
   DEFAULT_TIMEOUT_MS,
   DEFAULT_WINDOW_BYTES,
   ERROR_CODES,
-  MAX_CHUNK_BYTES,
   METHODS,
   isRecord,
   type ExecuteParams,
@@ -72,12 +71,7 @@ export async function executeRemote(peer: RpcPeer, options: ExecuteOptions): Pro
   let delivery: Promise<void> = Promise.resolve();
   let deliveryError: Error | undefined;
   let buffered = 0;
-  let unacked = 0;
-  const sendAck = (): void => {
-    if (unacked === 0) return;
-    void peer.notify(METHODS.executeOutputAck, { id, bytes: unacked });
-    unacked = 0;
-  };
+  const acks = new AckBatch(window, (bytes) => void peer.notify(METHODS.executeOutputAck, { id, bytes }));
   // Each output chunk goes to its sink in order; acknowledged once the sink took it.
   const deliver = (stream: OutputStream, chunk: Buffer): void => {
     const sink = stream === 'stdout' ? options.stdout : options.stderr;
@@ -96,9 +90,8 @@ export async function executeRemote(peer: RpcPeer, options: ExecuteOptions): Pro
         }
       }
       buffered -= chunk.length;
-      unacked += chunk.length;
-      // Acknowledge in quarters of the window: few messages, and never a stall.
-      if (unacked >= window / 4 || buffered === 0) sendAck();
+      // In batches (flow-window.ts): few messages, and never a stall.
+      acks.add(chunk.length);
     });
   };
   const { id, response } = peer.startRequest(METHODS.execute, params, {
@@ -132,8 +125,8 @@ async function pumpInput(peer: RpcPeer, id: number, source: InputSource, window:
     typeof source === 'string' ? [Buffer.from(source)] : source instanceof Uint8Array ? [source] : source;
   for await (const data of chunks) {
     const chunk = Buffer.isBuffer(data) ? data : Buffer.from(data);
-    for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
-      const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
+    for (let offset = 0; offset < chunk.length; offset += window.maxPiece) {
+      const piece = chunk.subarray(offset, offset + window.maxPiece);
       if (signal.aborted || !(await window.reserve(piece.length))) return;
       await peer.sendBulk({ method: METHODS.executeInput, id, data: piece });
     }

@@ -5,7 +5,7 @@ import { bulkDataOf } from '../wire/bulk-line.js';
 import { RpcError, errorMessage } from '../wire/errors.js';
 import { executeRemote } from './client.js';
 import { validateExecuteParams } from './params.js';
-import { FlowWindow } from './flow-window.js';
+import { AckBatch, FlowWindow } from './flow-window.js';
 import type { Logger } from '../base/logger.js';
 import { ERROR_CODES, METHODS, isRecord, isRequestId, type ExecuteResult, type OutputStream, type RequestId } from '../wire/protocol.js';
 import type { RpcPeer } from '../wire/rpc-peer.js';
@@ -65,7 +65,7 @@ export function registerExecuteRelay(downstream: RpcPeer, options: ExecuteRelayO
         stdout: sink('stdout'),
         stderr: sink('stderr'),
         ...(execute.stdin
-          ? { stdin: relayed.input.iterate((bytes) => void context.notify(METHODS.executeInputAck, { id: context.id, bytes })) }
+          ? { stdin: relayed.input.iterate(new AckBatch(execute.window, (bytes) => void context.notify(METHODS.executeInputAck, { id: context.id, bytes }))) }
           : {}),
       });
       options.onRelayed?.({ params: raw, result });
@@ -141,13 +141,13 @@ class InputQueue {
     this.#chunks = [];
     this.end();
   }
-  async *iterate(onTaken: (bytes: number) => void): AsyncGenerator<Buffer> {
+  async *iterate(taken: AckBatch): AsyncGenerator<Buffer> {
     for (;;) {
       const chunk = this.#chunks.shift();
       if (chunk) {
         this.#bytes -= chunk.length;
         this.#account(-chunk.length);
-        onTaken(chunk.length);
+        taken.add(chunk.length);
         yield chunk;
         continue;
       }

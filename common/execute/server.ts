@@ -3,13 +3,15 @@
 //
 // The execute server: serves `commands.list` and `execute` on a peer. Resolves the command in the command directories,
 // runs it under the limits, streams its output with flow control and answers with its outcome.
+import type { Readable } from 'node:stream';
 import { bulkDataOf } from '../wire/bulk-line.js';
 import { buildCommandEnv } from '../commands/env.js';
 import { runCommand, type RunningCommand } from '../commands/runner.js';
 import { CanceledError, ConfigError, RpcError, errorMessage } from '../wire/errors.js';
 import { validateExecuteParams } from './params.js';
 import { describeValue } from '../wire/json-limits.js';
-import { FlowWindow } from './flow-window.js';
+import { AckBatch, FlowWindow } from './flow-window.js';
+import { pumpReadable } from './read-pump.js';
 import { RunSlots } from './run-slots.js';
 import { sharedLauncherPool, type LauncherPool } from '../commands/launcher-pool.js';
 import { silentLogger, type Logger } from '../base/logger.js';
@@ -103,12 +105,20 @@ export interface ExecuteServer {
   idle(timeoutMs: number): Promise<boolean>;
 }
 
+interface OutputCounters {
+  stdout: number;
+  stderr: number;
+  truncated: boolean;
+}
+
 interface Execution {
   params: ExecuteParams;
   output: FlowWindow;
   /** stdin chunks received before the command started. */
   earlyInput: Buffer[];
   earlyInputBytes: number;
+  /** stdin written to the command, acknowledged in batches. */
+  inputAcks: AckBatch;
   inputEnded: boolean;
   child?: RunningCommand;
   context: RequestContext;
@@ -163,6 +173,7 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
       output: new FlowWindow(params.window),
       earlyInput: [],
       earlyInputBytes: 0,
+      inputAcks: new AckBatch(params.window, (bytes) => void context.notify(METHODS.executeInputAck, { id: context.id, bytes })),
       inputEnded: !params.stdin,
       context,
       abort: (error) => controller.abort(error),
@@ -240,7 +251,7 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
       execution.earlyInput = [];
       if (execution.inputEnded) child.stdin.end();
     }
-    const counters = { stdout: 0, stderr: 0, truncated: false };
+    const counters: OutputCounters = { stdout: 0, stderr: 0, truncated: false };
     const pumps = Promise.all([
       pumpOutput(execution, child.stdout, 'stdout', counters),
       pumpOutput(execution, child.stderr, 'stderr', counters),
@@ -267,34 +278,32 @@ export function registerExecuteServer(peer: RpcPeer, options: ExecuteServerOptio
   }
 
   // Forward one output stream to the caller, at most a window ahead of its acknowledgements.
-  async function pumpOutput(
-    execution: Execution,
-    stream: NodeJS.ReadableStream,
-    name: OutputStream,
-    counters: { stdout: number; stderr: number; truncated: boolean },
-  ): Promise<void> {
-    for await (const data of stream) {
-      let chunk = data as Buffer;
-      const cap = config.maxOutputBytes;
-      if (cap > 0 && counters[name] + chunk.length > cap) {
-        if (!counters.truncated) log.warn(`command \`${execution.params.command}\`: ${name} exceeded the ${cap}-byte cap (\`maxOutputBytes\`); the rest is dropped`);
-        counters.truncated = true;
-        chunk = chunk.subarray(0, Math.max(0, cap - counters[name]));
-      }
-      for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
-        const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
-        // A closed window (request over) still drains the pipe so the command is not blocked.
-        if (!(await execution.output.reserve(piece.length))) break;
-        counters[name] += piece.length;
-        await execution.context.sendBulk(METHODS.executeOutput, name, piece);
-      }
+  async function pumpOutput(execution: Execution, stream: Readable, name: OutputStream, counters: OutputCounters): Promise<void> {
+    await pumpReadable(stream, async (chunk) => (await sendOutput(execution, chunk, name, counters), true));
+  }
+
+  // Send one read of output within the window; past the cap or once the window closed (request over),
+  // it is dropped, and the pipe is still drained so that the command is not blocked.
+  async function sendOutput(execution: Execution, data: Buffer, name: OutputStream, counters: OutputCounters): Promise<void> {
+    let chunk = data;
+    const cap = config.maxOutputBytes;
+    if (cap > 0 && counters[name] + chunk.length > cap) {
+      if (!counters.truncated) log.warn(`command \`${execution.params.command}\`: ${name} exceeded the ${cap}-byte cap (\`maxOutputBytes\`); the rest is dropped`);
+      counters.truncated = true;
+      chunk = chunk.subarray(0, Math.max(0, cap - counters[name]));
+    }
+    for (let offset = 0; offset < chunk.length; offset += execution.output.maxPiece) {
+      const piece = chunk.subarray(offset, offset + execution.output.maxPiece);
+      if (!(await execution.output.reserve(piece.length))) return;
+      counters[name] += piece.length;
+      await execution.context.sendBulk(METHODS.executeOutput, name, piece);
     }
   }
 
   function writeInput(execution: Execution, chunk: Buffer): void {
     const stdin = execution.child?.stdin;
     if (!stdin || stdin.destroyed) return;
-    stdin.write(chunk, () => void execution.context.notify(METHODS.executeInputAck, { id: execution.context.id, bytes: chunk.length }));
+    stdin.write(chunk, () => execution.inputAcks.add(chunk.length));
   }
 
   peer.onNotification(METHODS.executeOutputAck, (params) => {

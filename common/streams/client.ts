@@ -10,7 +10,7 @@
 import { Duplex } from 'node:stream';
 import { bulkDataOf } from '../wire/bulk-line.js';
 import { CanceledError, RpcError } from '../wire/errors.js';
-import { FlowWindow } from '../execute/flow-window.js';
+import { AckBatch, FlowWindow } from '../execute/flow-window.js';
 import { requireStreams } from './capability.js';
 import { DEFAULT_STREAM_WINDOW_BYTES, ERROR_CODES, MAX_CHUNK_BYTES, METHODS, type StreamOpenParams, type StreamOpenResult } from '../wire/protocol.js';
 import type { RpcPeer } from '../wire/rpc-peer.js';
@@ -43,13 +43,15 @@ export class RemoteStream extends Duplex {
   readonly #input: FlowWindow;
   readonly #controller = new AbortController();
   readonly #id: number;
-  #unacked = 0;
+  /** Output received and not yet consumed (the reader is behind): acknowledged when it reads again. */
+  #unread = 0;
+  readonly #acks: AckBatch;
   #answered = false;
   #eofReceived = false;
 
   constructor(peer: RpcPeer, options: OpenStreamOptions) {
     const window = options.window ?? DEFAULT_STREAM_WINDOW_BYTES;
-    super({ allowHalfOpen: true, readableHighWaterMark: window });
+    super({ allowHalfOpen: true, readableHighWaterMark: window, writableHighWaterMark: MAX_CHUNK_BYTES });
     this.service = options.service;
     this.#peer = peer;
     this.#window = window;
@@ -67,6 +69,9 @@ export class RemoteStream extends Duplex {
       },
     });
     this.#id = started.id;
+    this.#acks = new AckBatch(window, (bytes) => {
+      if (!this.#answered) void peer.notify(METHODS.streamOutputAck, { id: this.#id, bytes });
+    });
     let streams = openStreams.get(peer);
     if (!streams) openStreams.set(peer, (streams = new Set()));
     streams.add(this);
@@ -90,13 +95,14 @@ export class RemoteStream extends Duplex {
   #onOutput(message: Record<string, unknown>): void {
     const data = bulkDataOf(message);
     if (data && data.length > 0) {
-      this.#unacked += data.length;
+      this.#unread += data.length;
       if (this.readableLength + data.length > this.#window * 2) {
         this.destroy(new RpcError(ERROR_CODES.flowControl, `flow-control violation: the peer sent more than ${this.#window * 2} unacknowledged stream bytes`));
         return;
       }
-      // Credit goes back at once while the reader keeps up (the buffer is under a window), else when
-      // it reads again (_read): a reader that stops holds at most two windows and stalls only this stream.
+      // Consumed at once while the reader keeps up (the buffer is under a window), else when it reads
+      // again (_read): a reader that stops holds at most two windows and stalls only this stream. Credit
+      // goes back in batches (flow-window.ts).
       if (this.push(data)) this.#acknowledge();
     }
     if (message.eof === true) {
@@ -106,9 +112,8 @@ export class RemoteStream extends Duplex {
   }
 
   #acknowledge(): void {
-    if (this.#unacked === 0 || this.#answered) return;
-    void this.#peer.notify(METHODS.streamOutputAck, { id: this.#id, bytes: this.#unacked });
-    this.#unacked = 0;
+    this.#acks.add(this.#unread);
+    this.#unread = 0;
   }
 
   override _read(): void {
@@ -116,20 +121,24 @@ export class RemoteStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    void (async () => {
-      for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
-        const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
+    this.#send([chunk]).then(() => callback(), callback);
+  }
+
+  // Chunks queued while a send waited for credit go out one after the other, each as it is (no copy
+  // into one buffer): the writer gathers them into its writes.
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this.#send(chunks.map((c) => c.chunk)).then(() => callback(), callback);
+  }
+
+  async #send(chunks: Buffer[]): Promise<void> {
+    for (const chunk of chunks) {
+      for (let offset = 0; offset < chunk.length; offset += this.#input.maxPiece) {
+        const piece = chunk.subarray(offset, offset + this.#input.maxPiece);
         // A closed window: the stream is over, nobody will read these bytes.
         if (!(await this.#input.reserve(piece.length))) return;
         await this.#peer.sendBulk({ method: METHODS.streamInput, id: this.#id, data: piece });
       }
-    })().then(() => callback(), callback);
-  }
-
-  // Chunks queued while a send waited for credit go out together, in pieces of up to 256 KiB: fewer,
-  // larger lines and acknowledgements than one per socket read (64 KiB).
-  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
-    this._write(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), 'binary', callback);
+    }
   }
 
   override _final(callback: (error?: Error | null) => void): void {

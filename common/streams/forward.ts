@@ -7,7 +7,7 @@ import { unlink } from 'node:fs/promises';
 import net from 'node:net';
 import { formatAddress, type ForwardSpec } from './address.js';
 import type { RemoteStream } from './client.js';
-import { resetLocal } from './serve.js';
+import { LOCAL_SOCKET_BUFFER_BYTES, resetLocal } from './serve.js';
 import { errorMessage } from '../wire/errors.js';
 import type { Logger } from '../base/logger.js';
 
@@ -33,7 +33,7 @@ export async function startForwarder(options: ForwarderOptions): Promise<Forward
   const sockets = new Set<net.Socket>();
   const controller = new AbortController();
   let count = 0;
-  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: LOCAL_SOCKET_BUFFER_BYTES }, (socket) => {
     const number = ++count;
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));

@@ -3,18 +3,25 @@
 // the opener, with a credit window per direction, half-close both ways, and an answer when it ends.
 //
 // Hazards: input may arrive before the local end is connected (queued, bounded by the window); the
-// readable side must be iterated without destroying it at its end, or a half-closed socket would lose
+// readable side must be read without destroying it at its end (read-pump.ts), or a half-closed socket would lose
 // its write side; and every way a stream ends (cancel, peer restart, idle, flow violation, the peer
 // stopping) must reset the local socket so the service sees it.
 import type { Duplex } from 'node:stream';
 import { bulkDataOf } from '../wire/bulk-line.js';
 import { CanceledError, ConfigError, RpcError, toRpcError } from '../wire/errors.js';
-import { FlowWindow } from '../execute/flow-window.js';
+import { AckBatch, FlowWindow } from '../execute/flow-window.js';
+import { pumpReadable } from '../execute/read-pump.js';
 import type { Logger } from '../base/logger.js';
 import { ERROR_CODES, MAX_CHUNK_BYTES, METHODS, isRecord, isRequestId, type RequestId, type StreamOpenParams, type StreamOpenResult } from '../wire/protocol.js';
 import type { RequestContext, RpcPeer } from '../wire/rpc-peer.js';
 
 export { DEFAULT_MAX_STREAMS } from '../wire/protocol.js';
+/**
+ * What a local socket (a service connection, a forward's accepted connection) buffers each way before it
+ * stops reading or asks its writer to wait: one largest chunk. Node's default (16 KiB) is less than one
+ * 64 KiB socket read, so the socket was stopped and restarted at every read.
+ */
+export const LOCAL_SOCKET_BUFFER_BYTES = MAX_CHUNK_BYTES;
 /** Largest window an opener may ask for: it bounds what this side buffers per stream. */
 const MAX_WINDOW_BYTES = 64 * 1024 * 1024;
 
@@ -47,6 +54,8 @@ interface Served {
   /** Input that came before the local end was connected. */
   early: Buffer[];
   earlyBytes: number;
+  /** Input written to the local end, acknowledged in batches. */
+  inputAcks: AckBatch;
   inputEnded: boolean;
   local?: Duplex;
   bytesIn: number;
@@ -117,6 +126,7 @@ export function serveStreams(peer: RpcPeer, options: ServeStreamsOptions): Strea
       output: new FlowWindow(params.window),
       early: [],
       earlyBytes: 0,
+      inputAcks: new AckBatch(params.window, (bytes) => void context.notify(METHODS.streamInputAck, { id: context.id, bytes })),
       inputEnded: false,
       bytesIn: 0,
       touched: Date.now(),
@@ -168,17 +178,17 @@ export function serveStreams(peer: RpcPeer, options: ServeStreamsOptions): Strea
     };
     signal.addEventListener('abort', onAbort, { once: true });
     const pumpOutput = async (): Promise<void> => {
-      for await (const data of local.iterator({ destroyOnReturn: false })) {
-        const chunk = data as Buffer;
-        for (let offset = 0; offset < chunk.length; offset += MAX_CHUNK_BYTES) {
-          const piece = chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
-          if (!(await served.output.reserve(piece.length))) return;
+      const ended = await pumpReadable(local, async (chunk) => {
+        for (let offset = 0; offset < chunk.length; offset += served.output.maxPiece) {
+          const piece = chunk.subarray(offset, offset + served.output.maxPiece);
+          if (!(await served.output.reserve(piece.length))) return false;
           bytesOut += piece.length;
           served.touched = Date.now();
           await context.sendBulk(METHODS.streamOutput, undefined, piece);
         }
-      }
-      await context.notify(METHODS.streamOutput, { id: context.id, eof: true });
+        return true;
+      });
+      if (ended) await context.notify(METHODS.streamOutput, { id: context.id, eof: true });
     };
     try {
       await Promise.all([pumpOutput(), closed]);
@@ -196,7 +206,7 @@ export function serveStreams(peer: RpcPeer, options: ServeStreamsOptions): Strea
     if (local.destroyed || local.writableEnded) return;
     served.bytesIn += chunk.length;
     served.touched = Date.now();
-    local.write(chunk, () => void served.context.notify(METHODS.streamInputAck, { id: served.context.id, bytes: chunk.length }));
+    local.write(chunk, () => served.inputAcks.add(chunk.length));
   }
 
   peer.onNotification(METHODS.streamInput, (params) => {

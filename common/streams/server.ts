@@ -5,7 +5,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatAddress, type ServiceSpec } from './address.js';
 import { endStreamsOf } from './client.js';
-import { serveStreams, type StreamLimits, type StreamServer } from './serve.js';
+import { LOCAL_SOCKET_BUFFER_BYTES, serveStreams, type StreamLimits, type StreamServer } from './serve.js';
 import type { ServiceRegistry } from './services.js';
 import { PeerRestartedError, RpcError } from '../wire/errors.js';
 import type { Logger } from '../base/logger.js';
@@ -23,14 +23,17 @@ export interface StreamServiceOptions extends StreamLimits {
   connectTimeoutMs?: number;
 }
 
+// net.connect passes these on to the socket (a Duplex option its types leave out).
+const LOCAL_BUFFERING = { allowHalfOpen: true, readableHighWaterMark: LOCAL_SOCKET_BUFFER_BYTES };
+
 // Connect to a service's address; a failure is a `streamRefused` error with its errno.
 export function connectService(spec: ServiceSpec, timeoutMs: number): Promise<Duplex> {
   const address = spec.address;
   return new Promise((resolve, reject) => {
     const socket =
       address.kind === 'tcp'
-        ? net.connect({ host: address.host, port: address.port, allowHalfOpen: true, noDelay: true })
-        : net.connect({ path: address.path, allowHalfOpen: true });
+        ? net.connect({ ...LOCAL_BUFFERING, host: address.host, port: address.port, noDelay: true })
+        : net.connect({ ...LOCAL_BUFFERING, path: address.path });
     const fail = (errno: string, detail: string): void => {
       socket.destroy();
       reject(new RpcError(ERROR_CODES.streamRefused, `service \`${spec.name}\` (${formatAddress(address)}): ${detail}`, { service: spec.name, errno }));

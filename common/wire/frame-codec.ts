@@ -44,25 +44,32 @@ export interface FrameHeader {
 
 // One frame (header, payload, newline) in one buffer; `data` must be at most FRAME_MAX_PAYLOAD bytes.
 export function encodeFrame(method: string, id: RequestId, stream: OutputStream | undefined, data: Buffer): Buffer {
+  const header = encodeFrameHeader(method, id, stream, data.length);
+  return Buffer.concat([header, data, FRAME_END], header.length + data.length + 1);
+}
+
+/** The byte that ends every frame, after its payload. */
+export const FRAME_END: Buffer = Buffer.from([0x0a]);
+
+// A frame's header (fixed part, method, id) for a payload of `payloadBytes`: the writer sends it, the
+// payload itself (not copied) and FRAME_END together, in one gathered write.
+export function encodeFrameHeader(method: string, id: RequestId, stream: OutputStream | undefined, payloadBytes: number): Buffer {
   const idText = JSON.stringify(id);
   const methodBytes = Buffer.byteLength(method, 'latin1');
   const idBytes = Buffer.byteLength(idText, 'utf8');
-  if (!METHOD_PATTERN.test(method) || idBytes > MAX_ID || data.length > FRAME_MAX_PAYLOAD) {
-    throw new RangeError(`cannot frame \`${method}\` for id ${idText} with ${data.length} bytes: method, id or payload out of bounds`);
+  if (!METHOD_PATTERN.test(method) || idBytes > MAX_ID || payloadBytes > FRAME_MAX_PAYLOAD) {
+    throw new RangeError(`cannot frame \`${method}\` for id ${idText} with ${payloadBytes} bytes: method, id or payload out of bounds`);
   }
-  const headerBytes = FRAME_HEADER_BYTES + methodBytes + idBytes;
-  const frame = Buffer.allocUnsafe(headerBytes + data.length + 1);
-  frame[0] = FRAME_MAGIC;
-  frame[1] = FRAME_TYPE_DATA;
-  frame[2] = stream === 'stdout' ? 1 : stream === 'stderr' ? 2 : 0;
-  frame[3] = methodBytes;
-  frame[4] = idBytes;
-  frame.writeUInt32BE(data.length, 5);
-  frame.write(method, FRAME_HEADER_BYTES, 'latin1');
-  frame.write(idText, FRAME_HEADER_BYTES + methodBytes, 'utf8');
-  data.copy(frame, headerBytes);
-  frame[frame.length - 1] = 0x0a;
-  return frame;
+  const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES + methodBytes + idBytes);
+  header[0] = FRAME_MAGIC;
+  header[1] = FRAME_TYPE_DATA;
+  header[2] = stream === 'stdout' ? 1 : stream === 'stderr' ? 2 : 0;
+  header[3] = methodBytes;
+  header[4] = idBytes;
+  header.writeUInt32BE(payloadBytes, 5);
+  header.write(method, FRAME_HEADER_BYTES, 'latin1');
+  header.write(idText, FRAME_HEADER_BYTES + methodBytes, 'utf8');
+  return header;
 }
 
 /** Bytes needed to read the whole header once its fixed part is known; a reason string when it is bad. */

@@ -10,9 +10,9 @@
 // one big transfer does not starve another. Hazard: a message about an id (a response, an eof, a
 // stream's end) must not overtake that id's queued bytes, so it joins the id's queue instead.
 import { encodeBulkLine } from './bulk-line.js';
-import type { ByteChannel } from './byte-channel.js';
+import { DEFAULT_WRITE_BATCH_BYTES, type ByteChannel } from './byte-channel.js';
 import { errorMessage } from './errors.js';
-import { FRAME_MAX_PAYLOAD, encodeFrame } from './frame-codec.js';
+import { FRAME_END, FRAME_MAX_PAYLOAD, encodeFrameHeader } from './frame-codec.js';
 import { BUDGET_FLOOR_BYTES, WRITE_OVERHEAD_BYTES, type MemoryBudget } from './memory-budget.js';
 import type { BulkMessage } from './peer-options.js';
 import { ERROR_CODES, isRecord } from './protocol.js';
@@ -30,15 +30,25 @@ export interface MessageWriterOptions {
   onWriteFailed(error: unknown): void;
 }
 
-/** Bulk an id may have queued before its sender's next sendBulk waits for the writing. */
-const BULK_AHEAD_BYTES = 64 * 1024;
-/** A write gathers queued pieces up to about this size (fewer syscalls: a virtio port write is costly). */
-const BATCH_BYTES = 64 * 1024;
+/**
+ * Bulk an id may have queued before its sender's next sendBulk waits for the writing: one largest chunk
+ * (MAX_CHUNK_BYTES, protocol.ts), so a sender handing over a socket read or a pipe read at a time keeps
+ * one queued while the previous is written, instead of waiting for each.
+ */
+export const BULK_AHEAD_BYTES = 256 * 1024;
 
 interface QueuedWrite {
-  bytes: Buffer;
+  /** Written together, in order: a line; or a frame's header, its payload (the sender's buffer) and FRAME_END. */
+  parts: readonly Buffer[];
+  bytes: number;
   /** Settles the caller's promise once the bytes are handed to the channel (or dropped). */
   done?: () => void;
+}
+
+/** One id's queued bulk and the bytes it holds. */
+interface IdQueue {
+  items: QueuedWrite[];
+  bytes: number;
 }
 
 /** Writes lines for one peer. Lifecycle: `stop()` once the peer is closed; later writes are dropped. */
@@ -49,7 +59,7 @@ export class MessageWriter {
   #paused = false;
   #frames = false;
   /** Bulk waiting to be written, by id key, in the order the ids take turns. */
-  readonly #queues = new Map<string, QueuedWrite[]>();
+  readonly #queues = new Map<string, IdQueue>();
   #queuedBytes = 0;
   #pumping = false;
   /** Writes handed to the channel whose promise has not settled. */
@@ -59,10 +69,13 @@ export class MessageWriter {
   /** What this connection last reported to the budget. */
   #reported = 0;
   #unsubscribe: (() => void) | undefined;
+  /** A write gathers queued pieces up to about this size (fewer system calls, fewer wake-ups of the reader). */
+  readonly #batchBytes: number;
 
   constructor(channel: ByteChannel, options: MessageWriterOptions) {
     this.#channel = channel;
     this.#options = options;
+    this.#batchBytes = channel.writeBatchBytes ?? DEFAULT_WRITE_BATCH_BYTES;
   }
 
   /** Bytes accepted and not yet handed to the OS (queued bulk included). */
@@ -91,8 +104,9 @@ export class MessageWriter {
     const queue = key === undefined ? undefined : this.#queues.get(key);
     if (queue) {
       this.#queuedBytes += bytes.length;
+      queue.bytes += bytes.length;
       const line = bytes;
-      return new Promise((resolve) => queue.push({ bytes: line, done: resolve }));
+      return new Promise((resolve) => queue.items.push({ parts: [line], bytes: line.length, done: resolve }));
     }
     return this.writeLine(bytes);
   }
@@ -111,58 +125,66 @@ export class MessageWriter {
    * Queue a bulk message: frames of at most FRAME_MAX_PAYLOAD bytes, or one JSON line for a peer without
    * frames. Resolves at once while its id has at most BULK_AHEAD_BYTES queued (so small chunks, such as a
    * command's 4 KiB pipe writes, gather and go out in one write), else when its last byte is handed to
-   * the channel: a sender that awaits each call is held back there.
+   * the channel: a sender that awaits each call is held back there. A frame's payload is `data` itself,
+   * not a copy: the caller must not change it afterwards.
    */
   writeBulk(message: BulkMessage): Promise<void> {
     if (this.#stopped) return Promise.resolve();
     const key = JSON.stringify(message.id);
     let queue = this.#queues.get(key);
-    if (!queue) this.#queues.set(key, (queue = []));
+    if (!queue) this.#queues.set(key, (queue = { items: [], bytes: 0 }));
     const { method, id, stream, data } = message;
-    const pieces: Buffer[] = [];
-    if (!this.#frames) pieces.push(encodeBulkLine(method, id, stream, data));
-    else if (data.length === 0) pieces.push(encodeFrame(method, id, stream, data));
-    for (let at = 0; this.#frames && at < data.length; at += FRAME_MAX_PAYLOAD) {
-      pieces.push(encodeFrame(method, id, stream, data.subarray(at, at + FRAME_MAX_PAYLOAD)));
+    const pieces: QueuedWrite[] = [];
+    if (!this.#frames) {
+      const line = encodeBulkLine(method, id, stream, data);
+      pieces.push({ parts: [line], bytes: line.length });
     }
-    let ahead = 0;
-    for (const item of queue) ahead += item.bytes.length;
-    for (const bytes of pieces) (this.#queuedBytes += bytes.length), (ahead += bytes.length);
-    const last = pieces.pop()!;
-    for (const bytes of pieces) queue.push({ bytes });
-    let written: Promise<void>;
-    if (ahead <= BULK_AHEAD_BYTES) {
-      queue.push({ bytes: last });
-      written = Promise.resolve();
-    } else {
-      written = new Promise<void>((resolve) => queue.push({ bytes: last, done: resolve }));
+    for (let at = 0; this.#frames && (at < data.length || at === 0); at += FRAME_MAX_PAYLOAD) {
+      const payload = data.subarray(at, at + FRAME_MAX_PAYLOAD);
+      const header = encodeFrameHeader(method, id, stream, payload.length);
+      pieces.push({ parts: [header, payload, FRAME_END], bytes: header.length + payload.length + 1 });
+    }
+    const ahead = queue.bytes;
+    for (const piece of pieces) {
+      queue.items.push(piece);
+      queue.bytes += piece.bytes;
+      this.#queuedBytes += piece.bytes;
+    }
+    let written: Promise<void> = Promise.resolve();
+    if (ahead + data.length > BULK_AHEAD_BYTES) {
+      const last = pieces[pieces.length - 1]!;
+      written = new Promise<void>((resolve) => (last.done = resolve));
     }
     void this.#pump();
     return written;
   }
 
   // Hand queued bulk to the channel, the ids in turn, a piece each, gathered into writes of about
-  // BATCH_BYTES; control lines written meanwhile go straight to the channel, ahead of what is queued here.
+  // the channel's batch size; control lines written meanwhile go straight to the channel, ahead of what is queued here.
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
       while (!this.#stopped && this.#queues.size > 0) {
         const batch: QueuedWrite[] = [];
+        const parts: Buffer[] = [];
         let size = 0;
-        while (size < BATCH_BYTES && this.#queues.size > 0) {
-          const [key, queue] = this.#queues.entries().next().value as [string, QueuedWrite[]];
-          const item = queue.shift()!;
+        while (size < this.#batchBytes && this.#queues.size > 0) {
+          const [key, queue] = this.#queues.entries().next().value as [string, IdQueue];
+          const item = queue.items.shift()!;
+          queue.bytes -= item.bytes;
           this.#queues.delete(key);
           // Re-inserted at the end: the next id takes its turn.
-          if (queue.length > 0) this.#queues.set(key, queue);
+          if (queue.items.length > 0) this.#queues.set(key, queue);
           batch.push(item);
-          size += item.bytes.length;
+          parts.push(...item.parts);
+          size += item.bytes;
         }
         this.#queuedBytes -= size;
         this.#queuedWrites++;
         try {
-          await this.#channel.write(batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((item) => item.bytes), size));
+          const channel = this.#channel;
+          await (parts.length === 1 ? channel.write(parts[0]!) : channel.writev ? channel.writev(parts) : channel.write(Buffer.concat(parts, size)));
         } catch (error) {
           for (const item of batch) item.done?.();
           this.#options.onWriteFailed(error);
@@ -180,7 +202,7 @@ export class MessageWriter {
 
   /** A session ended: its queued bulk (and what waits behind it) is never sent; callers are released. */
   dropQueued(): void {
-    for (const queue of this.#queues.values()) for (const item of queue) item.done?.();
+    for (const queue of this.#queues.values()) for (const item of queue.items) item.done?.();
     this.#queues.clear();
     this.#queuedBytes = 0;
   }

@@ -39,6 +39,24 @@ export function createStreamChannel(stream: Duplex, description: string): ByteCh
     for (const waiter of pendingDrains.splice(0)) waiter.resolve();
   });
 
+  // Corked, several pieces reach the socket as one writev (a frame's header, its payload and its newline
+  // are not copied together first).
+  const writeChunks = (chunks: readonly Buffer[]): Promise<void> => {
+    if (closed) {
+      return Promise.reject(new ChannelClosedError(`cannot write to ${description}: the channel is closed${closeError ? ` (${closeError.message})` : ''}`));
+    }
+    let room = true;
+    if (chunks.length === 1) room = stream.write(chunks[0]!);
+    else {
+      stream.cork();
+      for (const chunk of chunks) room = stream.write(chunk);
+      stream.uncork();
+    }
+    if (room) return Promise.resolve();
+    drainWait ??= new Promise((resolve, reject) => pendingDrains.push({ resolve, reject }));
+    return drainWait;
+  };
+
   return {
     description,
     onData(listener) {
@@ -47,14 +65,11 @@ export function createStreamChannel(stream: Duplex, description: string): ByteCh
     onClose(listener) {
       closeListeners.push(listener);
     },
-    write(chunk) {
-      if (closed) {
-        return Promise.reject(new ChannelClosedError(`cannot write to ${description}: the channel is closed${closeError ? ` (${closeError.message})` : ''}`));
-      }
-      if (stream.write(chunk)) return Promise.resolve();
-      drainWait ??= new Promise((resolve, reject) => pendingDrains.push({ resolve, reject }));
-      return drainWait;
-    },
+    // A socket copies 256 KiB in a fraction of a millisecond: larger writes cost the control lines
+    // behind them little and save a system call and a wake-up of the reader per 64 KiB.
+    writeBatchBytes: 256 * 1024,
+    write: (chunk) => writeChunks([chunk]),
+    writev: writeChunks,
     get pendingWriteBytes() {
       return stream.writableLength;
     },

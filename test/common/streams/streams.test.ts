@@ -9,7 +9,8 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openStream, type RemoteStream } from '../../../common/streams/client.js';
-import { registerStreamService } from '../../../common/streams/server.js';
+import { connectService, registerStreamService } from '../../../common/streams/server.js';
+import { LOCAL_SOCKET_BUFFER_BYTES } from '../../../common/streams/serve.js';
 import { createServiceRegistry } from '../../../common/streams/services.js';
 import { parseServiceOption } from '../../../common/streams/address.js';
 import { ERROR_CODES } from '../../../common/wire/protocol.js';
@@ -211,4 +212,16 @@ t.test('a canceled stream to a UNIX-socket service closes it without taking the 
   const again = await open(opener, 'unixdigest');
   again.end('y');
   t.equal((await readAll(again)).toString(), 'done\n', 'still serving');
+});
+
+t.test('a service connection reads ahead one largest chunk, not Node\'s 16 KiB (less than one socket read)', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'negotiator-buffer-'));
+  const server = net.createServer((socket) => socket.end());
+  await new Promise<void>((resolve) => server.listen(path.join(dir, 'svc.sock'), resolve));
+  t.teardown(() => server.close());
+  const socket = await connectService(parseServiceOption(`svc=unix:${path.join(dir, 'svc.sock')}`), 1000);
+  t.equal(socket.readableHighWaterMark, LOCAL_SOCKET_BUFFER_BYTES);
+  t.ok(LOCAL_SOCKET_BUFFER_BYTES >= 64 * 1024, 'at least one socket read');
+  t.equal((socket as net.Socket).allowHalfOpen, true, 'half-close still carried');
+  socket.destroy();
 });

@@ -8,7 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { ByteChannel } from '../../../common/wire/byte-channel.js';
 import { FRAME_MAX_PAYLOAD, FRAME_SYNC_BYTES, encodeFrame } from '../../../common/wire/frame-codec.js';
 import { MessageReader, type IncomingMessage } from '../../../common/wire/message-reader.js';
-import { MessageWriter } from '../../../common/wire/message-writer.js';
+import { BULK_AHEAD_BYTES, MessageWriter } from '../../../common/wire/message-writer.js';
 import { FRAMES_CAPABILITY, METHODS } from '../../../common/wire/protocol.js';
 import { silentLogger } from '../../../common/base/logger.js';
 import { bulkDataOf } from '../../../common/wire/bulk-line.js';
@@ -253,11 +253,12 @@ t.test('scheduler: a session that ends drops its queued bulk and releases the se
   void sent;
 });
 
-t.test('scheduler: small chunks of one id gather into one write; a sender is held back past 64 KiB queued', async (t) => {
+t.test('scheduler: small chunks of one id gather into writes of about 64 KiB; a sender is held back past BULK_AHEAD_BYTES queued', async (t) => {
   const { channel, written, drain } = slowChannel();
   const writer = new MessageWriter(channel, { label: 'slow', logger: silentLogger, maxWriteBacklogBytes: 1 << 30, budget: new MemoryBudget(1 << 30), onWriteFailed: () => {} });
   writer.setFrames(true);
-  const chunks = Array.from({ length: 20 }, (_, i) => Buffer.alloc(4096, i));
+  const fit = BULK_AHEAD_BYTES / 4096;
+  const chunks = Array.from({ length: fit + 8 }, (_, i) => Buffer.alloc(4096, i));
   let accepted = 0;
   for (const data of chunks) {
     const sent = writer.writeBulk({ method: METHODS.executeOutput, id: 1, stream: 'stdout', data });
@@ -265,12 +266,64 @@ t.test('scheduler: small chunks of one id gather into one write; a sender is hel
     if (!first) break;
     accepted++;
   }
-  t.ok(accepted >= 15 && accepted < 20, `the sender went on without waiting for ~64 KiB (${accepted} chunks), then waited`);
+  t.ok(accepted >= fit - 4 && accepted <= fit + 1, `the sender went on without waiting for ~${BULK_AHEAD_BYTES} bytes (${accepted} chunks of 4 KiB), then waited`);
   t.equal(written.length, 1, 'one write in the channel (the first chunk), the rest queued');
-  drain();
-  await delay(5);
-  t.equal(written.length, 2, 'the queued chunks went out in one write');
+  for (let i = 0; i < 10 && writer.pendingBytes > 0; i++) {
+    drain();
+    await delay(5);
+  }
+  const gathered = written.slice(1).map((bytes) => bytes.length);
+  t.ok(gathered.length >= 2 && gathered.every((bytes) => bytes <= 64 * 1024 + 4200), `the queued chunks went out gathered, in writes of at most one batch (${gathered.join(', ')} bytes)`);
+  t.ok(gathered.length < accepted / 4, 'far fewer writes than chunks');
   const { reader, messages } = collect({ frames: true });
   for (const chunk of written) reader.push(chunk);
   t.equal(messages.length, accepted + 1, 'each chunk is still its own frame');
+});
+
+t.test('scheduler: a channel with writev gets a frame\'s payload as the sender\'s buffer, not a copy', async (t) => {
+  const gathered: Buffer[][] = [];
+  const channel: ByteChannel = {
+    description: 'gathering',
+    onData() {},
+    onClose() {},
+    write: async (chunk) => void gathered.push([chunk]),
+    writev: async (chunks) => void gathered.push([...chunks]),
+    pendingWriteBytes: 0,
+    pause() {},
+    resume() {},
+    close: async () => {},
+  };
+  const writer = new MessageWriter(channel, { label: 'gathering', logger: silentLogger, maxWriteBacklogBytes: 1 << 30, budget: new MemoryBudget(1 << 30), onWriteFailed: () => {} });
+  writer.setFrames(true);
+  const data = randomBytes(FRAME_MAX_PAYLOAD + 10);
+  await writer.writeBulk({ method: METHODS.streamOutput, id: 3, data });
+  await delay(1);
+  const parts = gathered.flat();
+  t.ok(parts.some((part) => part.buffer === data.buffer && part.byteOffset === data.byteOffset && part.length === FRAME_MAX_PAYLOAD), 'the first payload is the sender\'s memory');
+  const { reader, messages } = collect({ frames: true });
+  for (const part of parts) reader.push(part);
+  t.same(messages.map((m) => bulkDataOf((m as { params: Record<string, unknown> }).params)), [data.subarray(0, FRAME_MAX_PAYLOAD), data.subarray(FRAME_MAX_PAYLOAD)], 'two frames, the bytes exact');
+});
+
+t.test('scheduler: a channel that says its write batch (a socket: 256 KiB) gets writes gathered up to it', async (t) => {
+  const { channel, written, drain } = slowChannel();
+  Object.defineProperty(channel, 'writeBatchBytes', { value: 256 * 1024 });
+  const writer = new MessageWriter(channel, { label: 'batched', logger: silentLogger, maxWriteBacklogBytes: 1 << 30, budget: new MemoryBudget(1 << 30), onWriteFailed: () => {} });
+  writer.setFrames(true);
+  // Two ids, 512 KiB each in 64 KiB chunks: the first write takes one frame, the next ones gather.
+  const sends = [1, 2].flatMap((id) => Array.from({ length: 8 }, () => writer.writeBulk({ method: METHODS.streamOutput, id, data: randomBytes(64 * 1024) })));
+  let settled = false;
+  void Promise.all(sends).then(() => (settled = true));
+  for (let i = 0; i < 40 && !(settled && writer.pendingBytes === 0); i++) {
+    drain();
+    await delay(2);
+  }
+  t.ok(settled, 'every sender released');
+  const sizes = written.map((bytes) => bytes.length);
+  t.ok(sizes.slice(1, -1).every((bytes) => bytes > 192 * 1024 && bytes <= 256 * 1024 + 64 * 1024 + 200), `writes of about 256 KiB (${sizes.join(', ')})`);
+  const { reader, messages } = collect({ frames: true });
+  for (const chunk of written) reader.push(chunk);
+  t.equal(messages.length, 16, 'every chunk its own frame');
+  // The first frame went out alone, before id 2 queued anything; from then on the ids alternate.
+  t.same(messages.slice(1, 5).map((m) => (m as { params: { id: number } }).params.id), [1, 2, 1, 2], 'the ids still take turns');
 });

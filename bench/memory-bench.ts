@@ -33,7 +33,8 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { phaseSeconds: 8, settleSeconds: 60, json: path.join(DIST, '..', 'bench', 'results', 'memory.json'), nodeArgs: [] };
+  // The daemons start as bin/ and the systemd units start them: young generation capped (--node-arg adds more).
+  const options: Options = { phaseSeconds: 8, settleSeconds: 60, json: path.join(DIST, '..', 'bench', 'results', 'memory.json'), nodeArgs: ['--max-semi-space-size=1'] };
   for (let i = 2; i < argv.length; i++) {
     const value = argv[i + 1];
     if (argv[i] === '--phase-seconds') options.phaseSeconds = Number(value);

@@ -1,6 +1,7 @@
 // The daemon start both CLIs share: resolve the serving options (command directories, limits, --run-as)
 // and the control socket's, start the side's daemon with them, and stop it on SIGTERM/SIGINT. The side
 // passes only how to start its own daemon (host: guest discovery; guest: its channels).
+import { setFlagsFromString } from 'node:v8';
 import { createLogger, type Logger } from '../base/logger.js';
 import { stopOnSignals } from './lifecycle.js';
 import { resolveServingConfig, type ServingConfig } from './serving-config.js';
@@ -29,6 +30,11 @@ export interface DaemonBaseOptions extends ServingConfig {
 
 // Start the daemon and serve until a signal stops it; the promise never resolves (the signal exits).
 export async function runDaemon(program: string, options: DaemonStartOptions, start: (base: DaemonBaseOptions) => Promise<{ stop(reason: string): Promise<void> }>): Promise<number> {
+  // A daemon favours memory over speed: with V8's heap grown less eagerly (and its young generation capped
+  // at 1 MiB by the launcher or NODE_OPTIONS, which must come before the heap exists), hostile peers keep
+  // it under 100 MiB (docs/benchmarks.md, "Hostile peers and memory"). Read by V8 at each heap decision,
+  // so setting it now takes effect; CLIs keep V8's defaults.
+  setFlagsFromString('--optimize-for-size');
   const logger = createLogger({ level: options.logLevel });
   const serving = await resolveServingConfig(options);
   const daemon = await start({

@@ -113,6 +113,17 @@ for (const shell of [[], ...SHELLS] as const) {
   });
 }
 
+t.test('a daemon gets V8\'s young generation capped (--max-semi-space-size=1); other runs keep the defaults', async (t) => {
+  for (const side of SIDES) {
+    const daemon = await runWithFakeNode([], `bin/negotiator-${side}`, PACKAGE_ROOT, ['-v', '--daemon', '--service', 'a b']);
+    t.equal(daemon.argv[0], '--max-semi-space-size=1', `${side}: the flag, before the script`);
+    t.equal(realFile(path.resolve(PACKAGE_ROOT, daemon.argv[1] ?? '')), cliOf(side));
+    t.same(daemon.argv.slice(2), ['-v', '--daemon', '--service', 'a b'], `${side}: the arguments, intact`);
+    const client = await runWithFakeNode([], `bin/negotiator-${side}`, PACKAGE_ROOT, ['--list-commands', 'vm1']);
+    t.equal(realFile(path.resolve(PACKAGE_ROOT, client.argv[0] ?? '')), cliOf(side), `${side}: a CLI run starts the script with node's defaults`);
+  }
+});
+
 t.test('found on PATH by name, as a shell runs the installed command; node\'s exit code comes back', async (t) => {
   for (const side of SIDES) {
     const result = await execa(`negotiator-${side}`, ['x y'], {

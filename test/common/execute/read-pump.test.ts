@@ -53,6 +53,33 @@ t.test('a slow sender: the source is paused once a largest chunk waits, and what
   t.equal(received, written, 'everything sent once the sender catches up');
 });
 
+t.test('reads that came while a send was busy go out joined, up to a largest chunk, in order', async (t) => {
+  const source = new PassThrough();
+  const sizes: number[] = [];
+  const got: Buffer[] = [];
+  let release: (() => void) | undefined;
+  const done = pumpReadable(source, async (chunk) => {
+    sizes.push(chunk.length);
+    got.push(chunk);
+    await new Promise<void>((resolve) => (release = resolve));
+    return true;
+  });
+  const written = Array.from({ length: 100 }, (_, i) => Buffer.alloc(4096, i));
+  source.write(written[0]);
+  await delay(5);
+  // The first read is being sent: the next 99 reads wait, and come out as few pieces.
+  for (const chunk of written.slice(1)) {
+    source.write(chunk);
+    await delay(0);
+  }
+  source.end();
+  while (!(await Promise.race([done.then(() => true), delay(1).then(() => false)]))) release?.();
+  t.same(Buffer.concat(got), Buffer.concat(written), 'every byte, in order');
+  t.equal(sizes[0], 4096, 'the first read as it came');
+  t.ok(sizes.length <= 4, `99 reads of 4 KiB sent in ${sizes.length - 1} pieces`);
+  t.ok(sizes.every((size) => size <= MAX_CHUNK_BYTES), 'none larger than a largest chunk');
+});
+
 t.test('send returning false stops reading without ending or destroying the source', async (t) => {
   const source = new PassThrough();
   const sent: number[] = [];

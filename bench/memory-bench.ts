@@ -56,7 +56,9 @@ interface Daemon {
 }
 
 function startDaemon(name: string, cli: string, args: string[], nodeArgs: string[]): Daemon {
-  const child = spawn(process.execPath, [...nodeArgs, cli, '--daemon', '--commands-dir', COMMANDS, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // The environment the launchers and units give a daemon (bin/negotiator-host).
+  const env = { ...process.env, MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '65536' };
+  const child = spawn(process.execPath, [...nodeArgs, cli, '--daemon', '--commands-dir', COMMANDS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   const daemon: Daemon = { name, child, output: '', startMiB: 0, peaks: {} };
   const keep = (chunk: Buffer): void => void (daemon.output = (daemon.output + chunk.toString()).slice(-20_000));
   child.stdout!.on('data', keep);

@@ -4,6 +4,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { createLogger, type Logger } from '../base/logger.js';
 import { stopOnSignals } from './lifecycle.js';
+import { startMemoryReturn } from './memory-return.js';
 import { resolveServingConfig, type ServingConfig } from './serving-config.js';
 import type { ServingOptions } from './serving-options.js';
 
@@ -36,6 +37,7 @@ export async function runDaemon(program: string, options: DaemonStartOptions, st
   // so setting it now takes effect; CLIs keep V8's defaults.
   setFlagsFromString('--optimize-for-size');
   const logger = createLogger({ level: options.logLevel });
+  const memoryReturn = startMemoryReturn();
   const serving = await resolveServingConfig(options);
   const daemon = await start({
     ...serving,
@@ -49,6 +51,6 @@ export async function runDaemon(program: string, options: DaemonStartOptions, st
     logger,
   });
   return new Promise<number>(() => {
-    stopOnSignals(logger, (signal) => daemon.stop(`${program} received ${signal}`), options.graceMs * 2 + 10_000);
+    stopOnSignals(logger, (signal) => (memoryReturn.stop(), daemon.stop(`${program} received ${signal}`)), options.graceMs * 2 + 10_000);
   });
 }

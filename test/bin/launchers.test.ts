@@ -27,7 +27,7 @@ writeFileSync(
   path.join(fakeNodeDir, 'node'),
   `#!/bin/sh
 printf '%s\\0' "$@"
-printf 'NODE_EXTRA_CA_CERTS=%s\\0KEEP=%s\\0' "\${NODE_EXTRA_CA_CERTS-(unset)}" "\${KEEP-(unset)}"
+printf 'NODE_EXTRA_CA_CERTS=%s\\0KEEP=%s\\0MALLOC_MMAP_THRESHOLD_=%s\\0' "\${NODE_EXTRA_CA_CERTS-(unset)}" "\${KEEP-(unset)}" "\${MALLOC_MMAP_THRESHOLD_-(unset)}"
 exit "\${FAKE_NODE_EXIT:-0}"
 `,
 );
@@ -81,8 +81,8 @@ async function runWithFakeNode(shell: readonly string[], file: string, cwd: stri
   });
   if (result.stderr !== '') throw new Error(`${file}: ${result.stderr}`);
   const fields = String(result.stdout).split('\0').slice(0, -1);
-  const env = Object.fromEntries(fields.slice(-2).map((field) => [field.slice(0, field.indexOf('=')), field.slice(field.indexOf('=') + 1)]));
-  return { exitCode: result.exitCode, argv: fields.slice(0, -2), env };
+  const env = Object.fromEntries(fields.slice(-3).map((field) => [field.slice(0, field.indexOf('=')), field.slice(field.indexOf('=') + 1)]));
+  return { exitCode: result.exitCode, argv: fields.slice(0, -3), env };
 }
 
 const cliOf = (side: Side): string => realpathSync(path.join(PACKAGE_ROOT, 'dist', side, 'cli.js'));
@@ -107,7 +107,7 @@ for (const shell of [[], ...SHELLS] as const) {
         t.equal(run.exitCode, 0, `${side}, ${invocation.how}: exit code`);
         t.equal(realFile(path.resolve(invocation.cwd, run.argv[0] ?? '')), cliOf(side), `${side}, ${invocation.how}: runs dist/${side}/cli.js`);
         t.same(run.argv.slice(1), ARGS, `${side}, ${invocation.how}: the arguments, intact`);
-        t.same(run.env, { NODE_EXTRA_CA_CERTS: '(unset)', KEEP: 'kept' }, `${side}, ${invocation.how}: node sees no NODE_EXTRA_CA_CERTS, the rest of the environment as it was`);
+        t.same(run.env, { NODE_EXTRA_CA_CERTS: '(unset)', KEEP: 'kept', MALLOC_MMAP_THRESHOLD_: '(unset)' }, `${side}, ${invocation.how}: node sees no NODE_EXTRA_CA_CERTS, the rest of the environment as it was`);
       }
     }
   });
@@ -119,8 +119,10 @@ t.test('a daemon gets V8\'s young generation capped (--max-semi-space-size=1); o
     t.equal(daemon.argv[0], '--max-semi-space-size=1', `${side}: the flag, before the script`);
     t.equal(realFile(path.resolve(PACKAGE_ROOT, daemon.argv[1] ?? '')), cliOf(side));
     t.same(daemon.argv.slice(2), ['-v', '--daemon', '--service', 'a b'], `${side}: the arguments, intact`);
+    t.equal(daemon.env.MALLOC_MMAP_THRESHOLD_, '65536', `${side}: glibc's mmap threshold fixed, so freed buffers go back to the system`);
     const client = await runWithFakeNode([], `bin/negotiator-${side}`, PACKAGE_ROOT, ['--list-commands', 'vm1']);
     t.equal(realFile(path.resolve(PACKAGE_ROOT, client.argv[0] ?? '')), cliOf(side), `${side}: a CLI run starts the script with node's defaults`);
+    t.equal(client.env.MALLOC_MMAP_THRESHOLD_, '(unset)', `${side}: and glibc's`);
   }
 });
 

@@ -1,11 +1,12 @@
 // Giving memory back after a burst. A daemon that goes quiet after a hostile or merely busy peer
 // allocates nothing, so V8 never collects what the burst left behind, and the Buffers of that garbage
-// hold their malloc'd memory. So: every `intervalMs`, when the resident size is over `factor` times the
-// last settled size, one full collection runs. Freed Buffers then go back to the system when their
-// allocations were mmap'd: the launchers and units fix glibc's mmap threshold (MALLOC_MMAP_THRESHOLD_),
-// which otherwise rises after the first large free and keeps later buffers in the heap
-// (docs/benchmarks.md, "The daemons favour memory now"). The settled size follows what a collection
-// cannot free, so a daemon that simply holds more (many guests) is not collected again and again.
+// hold their malloc'd memory. So: every `intervalMs`, when the resident size is over `factor` times what
+// it was once the daemon had started, one full collection runs. Freed Buffers then go back to the system
+// when their allocations were mmap'd: the launchers and units fix glibc's mmap threshold
+// (MALLOC_MMAP_THRESHOLD_), which otherwise rises after the first large free and keeps later buffers in
+// the heap (docs/benchmarks.md, "The daemons favour memory now"). A daemon that simply holds more (many
+// guests, long commands with their input) is not collected at every check: after a collection that left
+// it over the mark, the next ones come after 1, 2, 4 ... up to 64 skipped checks.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -19,8 +20,8 @@ export interface MemoryReturnOptions {
 }
 
 export interface MemoryReturn {
-  /** The size that counts as settled, bytes. */
-  readonly settledBytes: number;
+  /** The size measured at start, bytes. */
+  readonly baselineBytes: number;
   /** One check now (what the timer does). */
   check(): void;
   stop(): void;
@@ -34,19 +35,34 @@ function fullCollection(): () => void {
   return gc;
 }
 
+const MAX_SKIPPED_CHECKS = 64;
+
+// Start once the daemon is up: its resident size then is the baseline.
 export function startMemoryReturn(options: MemoryReturnOptions = {}): MemoryReturn {
   const rss = options.rss ?? (() => process.memoryUsage.rss());
   const collect = options.collect ?? fullCollection();
   const factor = options.factor ?? 1.2;
-  let settled = rss();
+  const baseline = rss();
+  let backoff = 0;
+  let skip = 0;
   const state: MemoryReturn = {
-    get settledBytes() {
-      return settled;
-    },
+    baselineBytes: baseline,
     check() {
-      if (rss() <= settled * factor) return;
+      if (skip > 0) {
+        skip--;
+        return;
+      }
+      if (rss() <= baseline * factor) {
+        backoff = 0;
+        return;
+      }
       collect();
-      settled = Math.max(settled, rss());
+      if (rss() <= baseline * factor) {
+        backoff = 0;
+      } else {
+        backoff = Math.min(backoff === 0 ? 1 : backoff * 2, MAX_SKIPPED_CHECKS);
+        skip = backoff;
+      }
     },
     stop() {
       clearInterval(timer);

@@ -37,7 +37,6 @@ export async function runDaemon(program: string, options: DaemonStartOptions, st
   // so setting it now takes effect; CLIs keep V8's defaults.
   setFlagsFromString('--optimize-for-size');
   const logger = createLogger({ level: options.logLevel });
-  const memoryReturn = startMemoryReturn();
   const serving = await resolveServingConfig(options);
   const daemon = await start({
     ...serving,
@@ -50,6 +49,7 @@ export async function runDaemon(program: string, options: DaemonStartOptions, st
     graceMs: options.graceMs,
     logger,
   });
+  const memoryReturn = startMemoryReturn();
   return new Promise<number>(() => {
     stopOnSignals(logger, (signal) => (memoryReturn.stop(), daemon.stop(`${program} received ${signal}`)), options.graceMs * 2 + 10_000);
   });

@@ -1,5 +1,5 @@
 // Giving memory back after a burst (common/daemon/memory-return.ts): a full collection only when RSS is
-// over its factor of the settled size, and the settled size follows what a collection cannot free.
+// over its factor of the start size, and ever rarer while collections cannot bring it back under.
 import t from 'tap';
 import { startMemoryReturn } from '../../../common/daemon/memory-return.js';
 
@@ -10,6 +10,7 @@ t.test('collects when RSS grew past the factor, and only then', async (t) => {
   let collections = 0;
   const memory = startMemoryReturn({ rss: () => rss, collect: () => ((collections += 1), (rss = 52 * MiB)), intervalMs: 3_600_000 });
   t.teardown(() => memory.stop());
+  t.equal(memory.baselineBytes, 50 * MiB);
   memory.check();
   t.equal(collections, 0, 'at its start size: nothing');
   rss = 59 * MiB;
@@ -18,22 +19,32 @@ t.test('collects when RSS grew past the factor, and only then', async (t) => {
   rss = 90 * MiB;
   memory.check();
   t.equal(collections, 1, 'over 1.2x after a burst: one collection');
-  t.equal(memory.settledBytes, 52 * MiB, 'what it could not free becomes the settled size');
   memory.check();
   t.equal(collections, 1, 'given back: no more');
+  rss = 90 * MiB;
+  memory.check();
+  t.equal(collections, 2, 'the next burst: collected again at once');
 });
 
-t.test('a daemon that simply holds more is not collected again and again', async (t) => {
+t.test('a daemon that simply holds more is collected ever more rarely, never given up on', async (t) => {
   let rss = 50 * MiB;
-  let collections = 0;
-  const memory = startMemoryReturn({ rss: () => rss, collect: () => (collections += 1), intervalMs: 3_600_000 });
+  const collectedAt: number[] = [];
+  let check = 0;
+  const memory = startMemoryReturn({ rss: () => rss, collect: () => collectedAt.push(check), intervalMs: 3_600_000 });
   t.teardown(() => memory.stop());
   rss = 200 * MiB;
-  memory.check();
-  memory.check();
-  memory.check();
-  t.equal(collections, 1, 'one collection freed nothing: the new size is the settled one');
-  t.equal(memory.settledBytes, 200 * MiB);
+  for (check = 1; check <= 300; check++) memory.check();
+  t.same(collectedAt.slice(0, 6), [1, 3, 6, 11, 20, 37], 'then 1, 2, 4, 8, 16 ... checks skipped');
+  t.ok(collectedAt.length <= 10, `${collectedAt.length} collections in 300 checks (2.5 h at 30 s)`);
+  t.ok(collectedAt.at(-1)! > 200, 'still trying, every 64 checks at most');
+  rss = 200 * MiB;
+  const before = collectedAt.length;
+  check = 1000;
+  rss = 50 * MiB;
+  for (let i = 0; i < 65; i++) memory.check();
+  rss = 200 * MiB;
+  for (let i = 0; i < 2; i++) memory.check();
+  t.ok(collectedAt.length > before, 'a check under the mark ends the backoff');
 });
 
 t.test('the real collection runs without --expose-gc, and the timer keeps no process alive', async (t) => {

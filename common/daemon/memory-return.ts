@@ -1,12 +1,13 @@
 // Giving memory back after a burst. A daemon that goes quiet after a hostile or merely busy peer
 // allocates nothing, so V8 never collects what the burst left behind, and the Buffers of that garbage
-// hold their malloc'd memory. So: every `intervalMs`, when the resident size is over `factor` times what
-// it was once the daemon had started, one full collection runs. Freed Buffers then go back to the system
-// when their allocations were mmap'd: the launchers and units fix glibc's mmap threshold
-// (MALLOC_MMAP_THRESHOLD_), which otherwise rises after the first large free and keeps later buffers in
-// the heap (docs/benchmarks.md, "The daemons favour memory now"). A daemon that simply holds more (many
-// guests, long commands with their input) is not collected at every check: after a collection that left
-// it over the mark, the next ones come after 1, 2, 4 ... up to 64 skipped checks.
+// hold their malloc'd memory. So: every `intervalMs` (10 s: one wake-up and a read of /proc/self/stat),
+// when the resident size is over `factor` times what it was once the daemon had started, one full
+// collection runs. Freed Buffers then go back to the system when their allocations were mmap'd: the
+// launchers and units fix glibc's mmap threshold (MALLOC_MMAP_THRESHOLD_), which otherwise rises after
+// the first large free and keeps later buffers in the heap (docs/benchmarks.md, "The daemons favour
+// memory now"). A daemon that simply holds more (many guests, long commands with their input) is not
+// collected at every check: after a collection that left it over the mark, the next ones come after
+// 1, 2, 4 ... up to 64 skipped checks (about 11 minutes).
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -68,7 +69,7 @@ export function startMemoryReturn(options: MemoryReturnOptions = {}): MemoryRetu
       clearInterval(timer);
     },
   };
-  const timer = setInterval(() => state.check(), options.intervalMs ?? 30_000);
+  const timer = setInterval(() => state.check(), options.intervalMs ?? 10_000);
   timer.unref();
   return state;
 }

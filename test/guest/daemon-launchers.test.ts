@@ -4,12 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { createLogger } from '../../common/base/logger.js';
 import { executeRemote } from '../../common/execute/client.js';
 import { startGuestDaemon } from '../../guest/daemon.js';
 import { startFakeHost } from '../helpers/fake-host.js';
-import { isAlive, launchersOf, waitUntil } from '../helpers/processes.js';
-import { FIXTURE_COMMANDS } from '../helpers/socket-agent.js';
+import { isAlive, launcherTestDaemonOptions, launchersOf, waitUntil } from '../helpers/processes.js';
 
 t.test('stop() ends the daemon\'s waiting launchers', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'negotiator-guest-launchers-'));
@@ -22,14 +20,7 @@ t.test('stop() ends the daemon\'s waiting launchers', async (t) => {
   const daemon = await startGuestDaemon({
     hostToGuest: { kind: 'unix', path: host.h2gPath },
     guestToHost: { kind: 'unix', path: host.g2hPath },
-    commandDirectories: [FIXTURE_COMMANDS],
-    controlSocket: path.join(dir, 'guest.sock'),
-    controlMode: 0o600,
-    limits: { prespawn: 3 },
-    requestTimeoutMs: 10_000,
-    maxLineBytes: 1024 * 1024,
-    graceMs: 1000,
-    logger: createLogger({ level: 'error' }),
+    ...launcherTestDaemonOptions(path.join(dir, 'guest.sock')),
   });
   t.teardown(() => daemon.stop('test over'));
 

@@ -1,7 +1,9 @@
 // Waiting on processes and conditions in tests, with a deadline so that a failure names what it waited for.
 import { readFileSync, readdirSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
+import { createLogger } from '../../common/base/logger.js';
 import { LAUNCHER_NAME } from '../../common/commands/launcher-pool.js';
+import { FIXTURE_COMMANDS } from './socket-agent.js';
 
 /** Whether a process with this pid exists (signal 0). */
 export function isAlive(pid: number): boolean {
@@ -55,4 +57,18 @@ export function killRecordedGroups(pidFiles: readonly string[]): void {
       // Never started, or already gone.
     }
   }
+}
+
+/** What both daemons take in the launcher tests: the fixture commands, three prespawned launchers, quiet. */
+export function launcherTestDaemonOptions(controlSocket: string) {
+  return {
+    commandDirectories: [FIXTURE_COMMANDS],
+    controlSocket,
+    controlMode: 0o600,
+    limits: { prespawn: 3 },
+    requestTimeoutMs: 10_000,
+    maxLineBytes: 1024 * 1024,
+    graceMs: 1000,
+    logger: createLogger({ level: 'error' }),
+  };
 }

@@ -4,12 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { createLogger } from '../../common/base/logger.js';
 import { createCommandRegistry } from '../../common/commands/registry.js';
 import { startHostDaemon } from '../../host/daemon.js';
 import { parseGuestSpecs } from '../../host/guest-specs.js';
 import { startFakeGuest } from '../helpers/fake-guests.js';
-import { isAlive, launchersOf, waitUntil } from '../helpers/processes.js';
+import { isAlive, launcherTestDaemonOptions, launchersOf, waitUntil } from '../helpers/processes.js';
 import { FIXTURE_COMMANDS } from '../helpers/socket-agent.js';
 
 t.test("stop() ends the host daemon's waiting launchers", async (t) => {
@@ -24,14 +23,7 @@ t.test("stop() ends the host daemon's waiting launchers", async (t) => {
   });
   const daemon = await startHostDaemon({
     discovery: { staticGuests: parseGuestSpecs([`vm1=${path.join(root, 'vm1')}`]), libvirt: false, rescanIntervalMs: 300_000 },
-    commandDirectories: [FIXTURE_COMMANDS],
-    controlSocket: path.join(root, 'host.sock'),
-    controlMode: 0o600,
-    limits: { prespawn: 3 },
-    requestTimeoutMs: 10_000,
-    maxLineBytes: 1024 * 1024,
-    graceMs: 1000,
-    logger: createLogger({ level: 'error' }),
+    ...launcherTestDaemonOptions(path.join(root, 'host.sock')),
   });
   t.teardown(() => daemon.stop('test over'));
   await waitUntil("the daemon's three launchers", () => launchersOf(process.pid).length === 3, 30_000);

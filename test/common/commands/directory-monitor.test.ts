@@ -7,6 +7,7 @@ import t, { type Test } from 'tap';
 import type * as Monitor from '../../../common/commands/directory-monitor.js';
 import type * as Watcher from '../../../common/commands/directory-watcher.js';
 import { createRecordingLogger } from '../../helpers/agents.js';
+import { waitUntil } from '../../helpers/processes.js';
 
 // An absolute URL: tap resolves a relative one against the source map's .ts file, not this .js file.
 const watcherModule = new URL('../../../common/commands/directory-watcher.js', import.meta.url).href;
@@ -53,13 +54,6 @@ async function countingMonitor(t: Test, fsType?: number) {
   return { createCommandDirectoryMonitor, calls };
 }
 
-const until = async (what: string, check: () => boolean | Promise<boolean>): Promise<void> => {
-  const deadline = Date.now() + 5000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within 5 s`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-};
 
 t.test('idle: watched directories are not checked on a timer (issue 14: idle cost)', async (t) => {
   const directory = t.testdir({});
@@ -72,7 +66,7 @@ t.test('idle: watched directories are not checked on a timer (issue 14: idle cos
   await new Promise((resolve) => setTimeout(resolve, 400));
   t.same(calls, before, 'no stat or readdir in 400 ms, with a 20 ms check interval');
   writeFileSync(path.join(directory, 'tool'), '#!/bin/sh\n', { mode: 0o755 });
-  await until('the watcher reports the new file', () => events.includes('add tool'));
+  await waitUntil('the watcher to report the new file', () => events.includes('add tool'));
   t.same(await monitor.readNames(), [['tool']]);
 });
 
@@ -91,7 +85,7 @@ t.test('a missing directory is picked up through a watch on its parent, not a ti
   t.equal(calls.stat, before, 'nothing is looked at while nothing changes');
   mkdirSync(late, { recursive: true });
   writeFileSync(path.join(late, 'tool'), '#!/bin/sh\n', { mode: 0o755 });
-  await until('the directory is watched and its file reported', () => events.includes('add tool'));
+  await waitUntil('the directory to be watched and its file reported', () => events.includes('add tool'));
   t.match(logger.lines.join('\n'), `command directory appeared: ${late}`);
   t.same(await monitor.readNames(), [['tool']]);
 });

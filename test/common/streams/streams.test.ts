@@ -17,6 +17,7 @@ import { ERROR_CODES } from '../../../common/wire/protocol.js';
 import { RpcPeer } from '../../../common/wire/rpc-peer.js';
 import { createMemoryChannelPair } from '../../helpers/memory-channel.js';
 import { createRecordingLogger, testAgentInfo } from '../../helpers/agents.js';
+import { waitUntil } from '../../helpers/processes.js';
 
 // A service that reads until the client's EOF, then answers `<bytes> <sha256>` and closes.
 async function startDigestService(): Promise<net.Server> {
@@ -174,7 +175,7 @@ t.test('the other side stopping ends its streams at once, both ways', async (t) 
   t.teardown(close);
   const stream = await open(opener, 'digest');
   stream.write('partial');
-  while (server.open === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  await waitUntil('the service to see the connection', () => server.open > 0);
   const started = Date.now();
   server.peerStopping('guest rebooting');
   await t.rejects(stream.result, { code: ERROR_CODES.peerRestarted, message: /is stopping \(guest rebooting\)/ });
@@ -193,10 +194,10 @@ t.test('destroying the stream cancels it on the other side (the service sees the
   t.teardown(close);
   const stream = await open(opener, 'digest');
   stream.write('x');
-  while (server.open === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  await waitUntil('the service to see the connection', () => server.open > 0);
   stream.destroy();
   await once(stream, 'close');
-  while (server.open > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  await waitUntil('the service to see the connection closed', () => server.open === 0);
   t.equal(server.open, 0);
 });
 
@@ -206,9 +207,9 @@ t.test('a canceled stream to a UNIX-socket service closes it without taking the 
   t.teardown(close);
   const stream = await open(opener, 'unixdigest');
   stream.write('x');
-  while (server.open === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  await waitUntil('the service to see the connection', () => server.open > 0);
   stream.destroy();
-  while (server.open > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  await waitUntil('the service to see the connection closed', () => server.open === 0);
   const again = await open(opener, 'unixdigest');
   again.end('y');
   t.equal((await readAll(again)).toString(), 'done\n', 'still serving');

@@ -92,9 +92,12 @@ function assertNonBlocking(fd: number): void {
   }
 }
 
+/** How often a port is read while the host is absent, at first (then up to 4x; ./port-read-wakeup.ts). */
+export const DEFAULT_POLL_INTERVAL_MS = 500;
+
 function resolveOptions(options: PortChannelOptions): ResolvedOptions {
   const resolved = {
-    pollIntervalMs: options.pollIntervalMs ?? 500,
+    pollIntervalMs: options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
     writeHighWaterMark: options.writeHighWaterMark ?? 64 * 1024,
     readMechanism: options.readMechanism ?? 'auto',
     logger: options.logger ?? silentLogger,

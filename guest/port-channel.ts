@@ -59,8 +59,16 @@ export interface PortChannel extends ByteChannel {
 
 type ResolvedOptions = Readonly<Required<Omit<PortChannelOptions, 'description' | 'openTimeoutMs'>>>;
 
-const READ_SIZE = 64 * 1024;
-// Reads per event-loop turn before yielding to the rest of the process (a port read gives at most 4 KiB).
+// Reads gather into one buffer of this size and are delivered together, once per turn or when it is full:
+// a port read gives at most 4 KiB, and every delivery costs the layers above (in an emulated guest, more
+// than the bytes).
+const GATHER_BYTES = 64 * 1024;
+// Gathered bytes are delivered in the gather buffer itself when they fill at least this much of it (the
+// buffer is then replaced), else copied out of it: a delivered chunk never holds more than 4x its size.
+const HAND_OVER_BYTES = GATHER_BYTES / 4;
+// A read is made while at least this much room is left (a port read's most).
+const READ_ROOM_BYTES = 4096;
+// Reads per event-loop turn before yielding to the rest of the process.
 const READS_PER_TURN = 64;
 
 // Open `devicePath` (retrying while another process holds it) and hold it in a PortChannel.
@@ -126,7 +134,8 @@ class DeviceChannel implements PortChannel {
   #options: ResolvedOptions;
   #wakeup: ReadWakeup;
   #writes: PortWriteQueue;
-  #readBuffer = Buffer.allocUnsafe(READ_SIZE);
+  #gather = Buffer.allocUnsafeSlow(GATHER_BYTES);
+  #gathered = 0;
   #dataListeners: Array<(chunk: Buffer) => void> = [];
   #closeListeners: Array<(error?: Error) => void> = [];
   #resetListeners: Array<() => void> = [];
@@ -147,7 +156,12 @@ class DeviceChannel implements PortChannel {
       {
         read: () => this.#pump(),
         onChunk: (chunk) => {
-          this.#deliver(chunk);
+          if (this.#paused || this.#closing) {
+            this.#deliver(chunk);
+            return this.#afterDrain('stopped');
+          }
+          this.#gatherChunk(chunk);
+          // Paused meanwhile: the chunk waits in the gather buffer, ahead of the next read.
           this.#afterDrain(this.#paused || this.#closing ? 'stopped' : this.#drain());
         },
         onError: (error) => this.#fail(new Error(`Reading ${description} failed: ${error.message}`, { cause: error })),
@@ -183,9 +197,15 @@ class DeviceChannel implements PortChannel {
   }
 
   write(chunk: Buffer): Promise<void> {
+    return this.writev([chunk]);
+  }
+
+  // The pieces go out in order, without being joined first (./port-write-queue.ts copies only small ones).
+  writev(chunks: readonly Buffer[]): Promise<void> {
     if (this.#closing) return Promise.reject(new ChannelClosedError(`Cannot write to ${this.description}: the channel is closed.`));
-    if (chunk.length === 0 || this.#hostConnected === false) return Promise.resolve();
-    return this.#writes.push(chunk);
+    const pieces = chunks.filter((chunk) => chunk.length > 0);
+    if (pieces.length === 0 || this.#hostConnected === false) return Promise.resolve();
+    return this.#writes.pushAll(pieces);
   }
 
   pause(): void {
@@ -212,13 +232,16 @@ class DeviceChannel implements PortChannel {
     this.#afterDrain(reading ? this.#drain() : 'stopped');
   }
 
-  // Read until the device has nothing more for now, at most READS_PER_TURN times.
+  // Read until the device has nothing more for now, at most READS_PER_TURN times, and deliver what came
+  // (before a change of the host's presence is reported: its bytes came before it).
   #drain(): DrainOutcome {
     for (let reads = 0; reads < READS_PER_TURN; reads++) {
+      if (GATHER_BYTES - this.#gathered < READ_ROOM_BYTES && this.#deliverGathered()) return 'stopped';
       let bytesRead: number;
       try {
-        bytesRead = readSync(this.#fd, this.#readBuffer, 0, READ_SIZE, null);
+        bytesRead = readSync(this.#fd, this.#gather, this.#gathered, GATHER_BYTES - this.#gathered, null);
       } catch (error) {
+        if (this.#deliverGathered()) return 'stopped';
         if (isWouldBlock(error)) {
           this.#setHostConnected(true);
           return this.#closing ? 'stopped' : 'empty';
@@ -227,15 +250,44 @@ class DeviceChannel implements PortChannel {
         return 'stopped';
       }
       if (bytesRead === 0) {
+        // Reported even if that delivery paused the channel: a paused channel still watches an absent host.
+        this.#deliverGathered();
         this.#setHostConnected(false);
         return this.#closing ? 'stopped' : 'gone';
       }
-      this.#setHostConnected(true);
+      // Back after being absent: the reset listeners run before these bytes are delivered.
+      if (this.#hostConnected !== true) this.#setHostConnected(true);
+      this.#gathered += bytesRead;
       this.#wakeup.noteData();
-      this.#deliver(Buffer.from(this.#readBuffer.subarray(0, bytesRead)));
-      if (this.#paused || this.#closing) return 'stopped';
     }
-    return 'more';
+    return this.#deliverGathered() ? 'stopped' : 'more';
+  }
+
+  // A chunk libuv read (epoll): joins the gathered bytes.
+  #gatherChunk(chunk: Buffer): void {
+    if (this.#hostConnected !== true) this.#setHostConnected(true);
+    this.#wakeup.noteData();
+    // A large chunk (not from a port, whose reads are 4 KiB) goes as it is, after what was gathered.
+    if (chunk.length >= HAND_OVER_BYTES || GATHER_BYTES - this.#gathered < chunk.length) this.#deliverGathered();
+    if (chunk.length >= HAND_OVER_BYTES) return void this.#deliver(chunk);
+    this.#gathered += chunk.copy(this.#gather, this.#gathered);
+  }
+
+  // Deliver the gathered bytes, if any; true when reading should stop (paused or closing by now).
+  #deliverGathered(): boolean {
+    if (this.#gathered > 0) {
+      const gathered = this.#gather.subarray(0, this.#gathered);
+      let chunk: Buffer;
+      if (this.#gathered >= HAND_OVER_BYTES) {
+        chunk = gathered;
+        this.#gather = Buffer.allocUnsafeSlow(GATHER_BYTES);
+      } else {
+        chunk = Buffer.from(gathered);
+      }
+      this.#gathered = 0;
+      this.#deliver(chunk);
+    }
+    return this.#paused || this.#closing !== undefined;
   }
 
   #afterDrain(outcome: DrainOutcome): void {

@@ -5,6 +5,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -419,4 +420,75 @@ t.test('while the host stays away, reads drift apart up to 4x the poll interval,
   const expected = [40, 60, 90, 135, 160, 160, 160, 160, 160];
   gaps.forEach((gap, index) => t.ok(gap >= expected[index]! - 1, `gap ${index + 1}: ${gap.toFixed(1)} ms >= ${expected[index]} ms`));
   t.ok(gaps.at(-1)! < 160 + 40 + 500, 'and capped (with the grid and some load)');
+});
+
+// Replace fs.readSync or fs.writeSync for this test, as the channel's modules see them (node:fs's named
+// exports follow the object after syncBuiltinESMExports).
+function spyOnFs<K extends 'readSync' | 'writeSync'>(t: Test, name: K, wrap: (original: (typeof fs)[K]) => (typeof fs)[K]): void {
+  const original = fs[name];
+  fs[name] = wrap(original);
+  syncBuiltinESMExports();
+  t.teardown(() => {
+    fs[name] = original;
+    syncBuiltinESMExports();
+  });
+}
+
+t.test('a frame is written in pieces of 32 KiB at most: small ones gathered and copied, large ones from their own memory', async (t) => {
+  const fd = fs.openSync(makeFifo(t), O_RDWR | O_NONBLOCK);
+  const header = Buffer.alloc(20, 0x68);
+  const payload = randomBytes(64 * 1024);
+  const end = Buffer.from('\n');
+  const writes: Array<{ bytes: number; fromPayload: boolean }> = [];
+  spyOnFs(t, 'writeSync', (original) =>
+    ((...args: Parameters<typeof fs.writeSync>) => {
+      const written = (original as (...a: unknown[]) => number)(...args);
+      if (args[0] === fd) writes.push({ bytes: written, fromPayload: (args[1] as unknown as Buffer).buffer === payload.buffer });
+      return written;
+    }) as typeof fs.writeSync,
+  );
+  const channel = createDeviceChannel(fd, { readMechanism: 'poll', description: 'test port' });
+  t.teardown(() => channel.close());
+  const received = collect(channel);
+  await channel.writev!([header, payload, end]);
+  const sent = Buffer.concat([header, payload, end]);
+  t.equal(sha256(await received.waitForBytes(sent.length)), sha256(sent), 'the bytes, in order');
+  // The header and the payload's first 32,748 bytes in one copied write; the next 32 KiB straight from
+  // the payload; its last 20 bytes and the end gathered again.
+  t.same(writes, [
+    { bytes: 32 * 1024, fromPayload: false },
+    { bytes: 32 * 1024, fromPayload: true },
+    { bytes: 21, fromPayload: false },
+  ]);
+});
+
+t.test('port reads that come together are delivered together; a delivery holds at most 4x its bytes', async (t) => {
+  // A port read gives at most 4 KiB: so does this FIFO's, here.
+  spyOnFs(t, 'readSync', (original) =>
+    ((fd: number, buffer: Buffer, offset: number, length: number, position: null) => original(fd, buffer, offset, Math.min(length, 4096), position)) as typeof fs.readSync,
+  );
+  const fifo = makeFifo(t);
+  const channel = openFifoChannel(t, fifo, O_RDONLY, { readMechanism: 'poll', pollIntervalMs: 20 });
+  const events: string[] = [];
+  const chunks: Buffer[] = [];
+  channel.onData((chunk) => {
+    chunks.push(chunk);
+    events.push(`data ${chunk.length}`);
+  });
+  channel.onAbsent(() => events.push('absent'));
+  const writer = fs.openSync(fifo, O_WRONLY | O_NONBLOCK);
+  // Written before the channel's first read (it reads on a later turn): ten port reads' worth at once.
+  const bulk = randomBytes(40 * 1024);
+  fs.writeSync(writer, bulk);
+  await until('the bulk to arrive', () => chunks.length > 0);
+  t.same(events, ['data 40960'], 'ten reads, one delivery');
+  t.ok(chunks[0]!.buffer.byteLength <= 4 * 40960, `held in ${chunks[0]!.buffer.byteLength} bytes`);
+  const small = randomBytes(1000);
+  fs.writeSync(writer, small);
+  fs.closeSync(writer);
+  await until('the host to be seen gone', () => events.includes('absent'));
+  t.same(events, ['data 40960', 'data 1000', 'absent'], 'the last bytes, then the host gone');
+  t.not(chunks[1]!.buffer, chunks[0]!.buffer, 'a small delivery is a copy, not a view of the gather buffer');
+  t.ok(chunks[1]!.buffer.byteLength <= 8192, `held in ${chunks[1]!.buffer.byteLength} bytes (Node's pool at most)`);
+  t.equal(sha256(Buffer.concat(chunks)), sha256(Buffer.concat([bulk, small])));
 });

@@ -3,9 +3,10 @@
 // services on a UNIX-socket channel; this process is the opener: a forward listener (as --forward
 // runs it) and its peer, plus the client and the services. Bare: the client talks to the services
 // directly. Upload: the client writes N MiB and half-closes, the sink answers with its count; download:
-// the source writes N MiB and closes. A third contender, the bare relay, has the forward's topology with no
-// protocol: a listener here pipes each connection to a second node process over a UNIX socket (the
-// channel's place), which pipes it to the service: the limit of two processes and three socket hops.
+// the client asks the source for N MiB, which writes them and closes (bench/stream-services.ts). A third
+// contender, the bare relay, has the forward's topology with no protocol: a listener here pipes each
+// connection to a second node process over a UNIX socket (the channel's place), which pipes it to the
+// service: the limit of two processes and three socket hops.
 // CPU per MiB counts this process and the other one (the daemon or the relay).
 // Usage: node dist/bench/stream-bench.js [--mib N] [--reps N] [--daemon-cpu-prof DIR]
 import { execa } from 'execa';
@@ -21,10 +22,10 @@ import { RpcPeer } from '../common/wire/rpc-peer.js';
 import { createStreamChannel } from '../common/wire/stream-channel.js';
 import { describeMachine, fixed, formatTable, formatVerdicts, runBenchmark, writeResults, type TargetVerdict } from './report.js';
 import { readProcessCpuMs } from './proc-stats.js';
+import { downloadFrom, startStreamServices, uploadTo } from './stream-services.js';
 import { createWorkspace } from './workspace.js';
 
 const GUEST_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'guest', 'cli.js');
-const CHUNK = Buffer.alloc(256 * 1024, 0x5a);
 
 function argument(argv: string[], name: string, fallback: number): number {
   const at = argv.indexOf(name);
@@ -35,48 +36,11 @@ async function listen(server: net.Server, file: string): Promise<void> {
   await new Promise<void>((resolve) => server.listen(file, resolve));
 }
 
-// Write `bytes` of CHUNKs to `socket` with its backpressure, then end it.
-function writeAndEnd(socket: net.Socket, bytes: number): void {
-  let sent = 0;
-  const pump = (): void => {
-    while (sent < bytes) {
-      sent += CHUNK.length;
-      if (!socket.write(CHUNK)) return void socket.once('drain', pump);
-    }
-    socket.end();
-  };
-  pump();
-}
-
-// Write `bytes` to the socket at `file`, half-close, wait for the sink's count. Resolves with MiB/s.
-function upload(file: string, bytes: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    const socket = net.connect({ path: file, allowHalfOpen: true });
-    let reply = '';
-    socket.on('data', (chunk: Buffer) => (reply += chunk.toString()));
-    socket.on('end', () => {
-      if (Number(reply) !== bytes) return reject(new Error(`sink counted ${reply.trim()} of ${bytes} bytes`));
-      resolve(bytes / 1024 / 1024 / (Number(process.hrtime.bigint() - started) / 1e9));
-    });
-    socket.on('error', reject);
-    writeAndEnd(socket, bytes);
-  });
-}
-
-// Read everything from the socket at `file` (the source writes `bytes`). Resolves with MiB/s.
-function download(file: string, bytes: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    const socket = net.connect({ path: file });
-    let received = 0;
-    socket.on('data', (chunk: Buffer) => (received += chunk.length));
-    socket.on('end', () => {
-      if (received !== bytes) return reject(new Error(`received ${received} of ${bytes} bytes`));
-      resolve(bytes / 1024 / 1024 / (Number(process.hrtime.bigint() - started) / 1e9));
-    });
-    socket.on('error', reject);
-  });
+// Run `transfer` (bench/stream-services.ts) on a new connection to `file`, connecting included. Resolves with MiB/s.
+async function timed(file: string, bytes: number, transfer: (socket: net.Socket, bytes: number) => Promise<void>): Promise<number> {
+  const started = process.hrtime.bigint();
+  await transfer(net.connect({ path: file, allowHalfOpen: true }), bytes);
+  return bytes / 1024 / 1024 / (Number(process.hrtime.bigint() - started) / 1e9);
 }
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
@@ -131,17 +95,7 @@ async function main(argv: string[]): Promise<number> {
   const work = createWorkspace('negotiator-stream-bench-');
   const file = (name: string): string => path.join(work.dir, name);
 
-  const sink = net.createServer({ allowHalfOpen: true }, (socket) => {
-    let count = 0;
-    socket.on('data', (chunk: Buffer) => (count += chunk.length));
-    socket.on('end', () => socket.end(String(count)));
-  });
-  const source = net.createServer((socket) => {
-    socket.on('error', () => {});
-    writeAndEnd(socket, bytes);
-  });
-  await listen(sink, file('sink.sock'));
-  await listen(source, file('source.sock'));
+  const closeServices = await startStreamServices({ sink: file('sink.sock'), source: file('source.sock') });
 
   // The channel: the guest daemon connects to our socket (as to a chardev) and serves its services.
   const channelServer = net.createServer();
@@ -177,8 +131,8 @@ async function main(argv: string[]): Promise<number> {
     const runs = new Map<string, Run[]>(contenders.flatMap((c) => ['upload', 'download'].map((d) => [`${c.name}/${d}`, [] as Run[]])));
     // Interleaved, so that load from other processes falls on all alike.
     for (let rep = 0; rep < reps; rep++) {
-      for (const c of contenders) runs.get(`${c.name}/upload`)!.push(await measure(() => upload(file(`${c.prefix}sink.sock`), bytes), mib, c.pid));
-      for (const c of contenders) runs.get(`${c.name}/download`)!.push(await measure(() => download(file(`${c.prefix}source.sock`), bytes), mib, c.pid));
+      for (const c of contenders) runs.get(`${c.name}/upload`)!.push(await measure(() => timed(file(`${c.prefix}sink.sock`), bytes, uploadTo), mib, c.pid));
+      for (const c of contenders) runs.get(`${c.name}/download`)!.push(await measure(() => timed(file(`${c.prefix}source.sock`), bytes, downloadFrom), mib, c.pid));
     }
     await Promise.all(forwards.map((f) => f.close()));
     await peer.close();
@@ -212,7 +166,8 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     guest.kill('SIGTERM');
     await guest;
-    for (const server of [sink, source, channelServer]) server.close();
+    closeServices();
+    channelServer.close();
     work.remove();
   }
 }

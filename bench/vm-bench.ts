@@ -1,14 +1,17 @@
 // `npm run bench:vm`: real virtio-serial through a booted guest (QEMU under TCG, ../shared/vm). Boot 1: a
 // bare node peer on the host-to-guest port (bench/vm-port-peer.ts: echo, raw copies both ways). Boot 2: the
 // negotiator guest daemon on the same port, driven by an RpcPeer on QEMU's socket (ping, execute true,
-// `wc -c` reading N MiB of stdin, `head -c N /dev/zero` writing N MiB). One boot per contender set.
+// `wc -c` reading N MiB of stdin, `head -c N /dev/zero` writing N MiB, forwarded streams to the services
+// `sink` and `source` of bench/vm-stream-services.ts). One boot per contender set.
 import { parseCount } from '../common/cli/options.js';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { executeRemote } from '../common/execute/client.js';
+import { openStream } from '../common/streams/client.js';
 import { METHODS } from '../common/wire/protocol.js';
 import { RpcPeer } from '../common/wire/rpc-peer.js';
 import { connectChannel } from '../common/wire/stream-channel.js';
@@ -17,9 +20,10 @@ import { LoadSampler, loadavg1 } from './proc-stats.js';
 import { formatProfileTop, readCpuProfile } from './profile-top.js';
 import { describeMachine, fixed, formatTable, runBenchmark, writeResults } from './report.js';
 import { sampleLatencies, sampleTransfers } from './sampling.js';
-import { MIB, summarizeLatencies, summarizeTransfers, type LatencySummary, type ThroughputSummary } from './stats.js';
+import { MIB, round, summarizeLatencies, summarizeTransfers, type LatencySummary, type ThroughputSummary } from './stats.js';
+import { downloadFrom, uploadTo } from './stream-services.js';
 import { openBareVmClient } from './vm-bare-client.js';
-import { REPO, bootBenchGuest, buildGuestImage, vmSkipReason, type BenchGuest } from './vm-guest.js';
+import { REPO, VM_STREAM_SERVICES, bootBenchGuest, buildGuestImage, vmSkipReason, type BenchGuest } from './vm-guest.js';
 
 const DEFAULT_JSON = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bench/results/vm.json');
 const BOOT_TIMEOUT_MS = 240_000;
@@ -29,27 +33,51 @@ const TRANSFER_TIMEOUT_MS = 300_000;
 // The guest daemon with a command directory of busybox applets (links named for the applet: busybox runs
 // the one its argv[0] names) made in the guest's initramfs. Profiled (--guest-cpu-prof): under node
 // --cpu-prof, and once it stopped (SIGTERM through the `kill` command) its profile is copied to the share.
+// With `streams`, bench/vm-stream-services.ts starts beside it (its own console line says when it listens)
+// and the daemon offers its two services.
 const PROFILE_SHARE_DIR = 'dist/bench-vm-profile';
 const PROFILE_SAVED = 'bench-vm-profile-saved';
-function daemonCommand(profile: boolean): string {
-  const setup = 'mkdir -p /tmp/bench-commands /run/negotiator && for c in true wc head cat kill; do ln -sf /bin/busybox /tmp/bench-commands/$c; done && ';
-  const daemon = 'dist/guest/cli.js --daemon --no-builtin-commands --commands-dir /tmp/bench-commands';
+const SERVICES_READY = /vm-stream-services ready/;
+function daemonCommand(profile: boolean, streams: boolean): string {
+  let setup = 'mkdir -p /tmp/bench-commands /run/negotiator && for c in true wc head cat kill; do ln -sf /bin/busybox /tmp/bench-commands/$c; done && ';
+  let daemon = 'dist/guest/cli.js --daemon --no-builtin-commands --commands-dir /tmp/bench-commands';
+  if (streams) {
+    setup += '{ node dist/bench/vm-stream-services.js & } && ';
+    daemon += ` --service sink=unix:${VM_STREAM_SERVICES.sink} --service source=unix:${VM_STREAM_SERVICES.source}`;
+  }
   if (!profile) return `${setup}exec node ${daemon}`;
   return `${setup}node --cpu-prof --cpu-prof-dir=/tmp/bench-prof ${daemon}; mkdir -p ${PROFILE_SHARE_DIR} && cp /tmp/bench-prof/*.cpuprofile ${PROFILE_SHARE_DIR}/ && echo ${PROFILE_SAVED}`;
 }
 const BARE_COMMAND = 'exec node dist/bench/vm-port-peer.js';
+
+/** The transfers, as `--only` names them, and their direction. */
+const TRANSFERS = { h2g: 'host -> guest', g2h: 'guest -> host', rtt: 'host -> guest -> host', 'stream-up': 'host -> guest', 'stream-down': 'guest -> host' } as const;
+type Transfer = keyof typeof TRANSFERS;
+type BareDirection = 'h2g' | 'g2h';
+/** The bare copy each transfer of the daemon is held against; a round trip: the slower bare direction, the port copy it can at best reach. */
+const BARE_COPY = { h2g: 'h2g', g2h: 'g2h', rtt: 'slower', 'stream-up': 'h2g', 'stream-down': 'g2h' } as const satisfies Record<Transfer, BareDirection | 'slower'>;
+const STREAM_TRANSFERS: readonly Transfer[] = ['stream-up', 'stream-down'];
 
 interface VmBenchOptions {
   pings: number;
   execs: number;
   sizes: number[];
   reps: number;
+  /** The transfers to run (both boots: the bare copies that some of them are held against). */
+  only: Transfer[];
   memory: number;
   /** Profile the guest daemon into this host directory (figures then carry the profiler's cost; no bare boot). */
   guestCpuProf: string | undefined;
   json: string;
   /** Offer binary frames to the guest daemon (false: base64 JSON lines, for A/B runs). */
   frames: boolean;
+}
+
+function parseTransfers(value: string): Transfer[] {
+  return value.split(',').map((name) => {
+    if (!Object.hasOwn(TRANSFERS, name)) throw new InvalidArgumentError(`Expected \`--only\` to list some of ${Object.keys(TRANSFERS).join(', ')}, got \`${name}\``);
+    return name as Transfer;
+  });
 }
 
 function parseOptions(argv: readonly string[]): Readonly<VmBenchOptions> {
@@ -61,6 +89,7 @@ function parseOptions(argv: readonly string[]): Readonly<VmBenchOptions> {
     .addOption(new Option('--sizes <mib>', 'transfer sizes in MiB, comma-separated').default([1, 16]).argParser((v) => v.split(',').map(parseCount(false))))
     .addOption(new Option('--reps <n>', 'transfers per size, direction and contender').default(5).argParser(parseCount(false)))
     .addOption(new Option('--memory <mb>', 'guest memory').default(1024).argParser(parseCount(false)))
+    .addOption(new Option('--only <transfers>', `transfers to run, comma-separated: some of ${Object.keys(TRANSFERS).join(', ')}`).default(Object.keys(TRANSFERS)).argParser(parseTransfers))
     .option('--no-frames', 'do not offer binary frames: bulk bytes go as base64 JSON lines (A/B)')
     .addOption(new Option('--guest-cpu-prof <dir>', 'run the guest daemon under node --cpu-prof and put its profile here (skips the bare boot)'))
     .addOption(new Option('--json <file>', 'where the machine-readable results go').default(DEFAULT_JSON))
@@ -69,15 +98,12 @@ function parseOptions(argv: readonly string[]): Readonly<VmBenchOptions> {
   return Object.freeze(opts);
 }
 
-const DIRECTIONS = { h2g: 'host -> guest', g2h: 'guest -> host', rtt: 'host -> guest -> host' } as const;
-type Direction = keyof typeof DIRECTIONS;
-
 /** What one boot measured. */
 interface BootResult {
   contender: string;
   bootToReadyMs: number;
   latency: Record<string, LatencySummary>;
-  transfers: Array<{ mib: number; direction: Direction; result: ThroughputSummary }>;
+  transfers: Array<{ mib: number; direction: Transfer; result: ThroughputSummary }>;
   load: string;
 }
 
@@ -85,13 +111,36 @@ const ROWS = {
   echo: 'bare NDJSON echo (node peer on the port)',
   ping: 'rpc ping (negotiator-guest --daemon)',
   execute: 'rpc execute true (busybox true)',
-  sink: 'bare copy',
-  stdin: 'execute wc -c, N MiB on stdin',
-  source: 'bare copy',
-  stdout: 'execute head -c N /dev/zero',
-  roundTrip: 'execute cat, N MiB in and out',
+  bareCopy: 'bare copy',
   slowerCopy: 'bare copy (the slower direction)',
 } as const;
+/** The daemon's row of each transfer. */
+const TRANSFER_ROWS = {
+  h2g: 'execute wc -c, N MiB on stdin',
+  g2h: 'execute head -c N /dev/zero',
+  rtt: 'execute cat, N MiB in and out',
+  'stream-up': 'stream upload, openStream(sink)',
+  'stream-down': 'stream download, openStream(source)',
+} as const satisfies Record<Transfer, string>;
+
+type TransferFunction = (bytes: number) => Promise<void>;
+
+// The transfers named in `only`.
+function selectTransfers(transfers: Record<string, TransferFunction>, only: readonly string[]): Record<string, TransferFunction> {
+  return Object.fromEntries(Object.entries(transfers).filter(([name]) => only.includes(name)));
+}
+
+// Sample each size of `transfers` (after two unmeasured 1 MiB transfers of each), summarised per size and transfer.
+async function measureTransfers(transfers: Record<string, TransferFunction>, options: VmBenchOptions, guest: BenchGuest, load: LoadSampler): Promise<BootResult['transfers']> {
+  for (let i = 0; i < 2; i++) for (const transfer of Object.values(transfers)) await transfer(MIB);
+  const results: BootResult['transfers'] = [];
+  for (const mib of options.sizes) {
+    const samples = await sampleTransfers(transfers, { bytes: mib * MIB, reps: options.reps, readServerCpuMs: async () => guest.readQemuCpuMs() });
+    for (const [direction, runs] of Object.entries(samples)) results.push({ mib, direction: direction as Transfer, result: summarizeTransfers(mib * MIB, runs) });
+    load.sample();
+  }
+  return results;
+}
 
 let current: BenchGuest | undefined;
 
@@ -113,13 +162,9 @@ async function measureBare(work: string, options: VmBenchOptions): Promise<BootR
       load.sample();
       const pings = await sampleLatencies({ echo: client.echo }, { warmup: 100, count: options.pings, rounds: 5, readServerCpuMs: qemuCpu });
       load.sample();
-      for (let i = 0; i < 2; i++) (await client.sink(MIB), await client.source(MIB));
-      const transfers: BootResult['transfers'] = [];
-      for (const mib of options.sizes) {
-        const samples = await sampleTransfers({ h2g: client.sink, g2h: client.source }, { bytes: mib * MIB, reps: options.reps, readServerCpuMs: qemuCpu });
-        for (const direction of Object.keys(samples) as Direction[]) transfers.push({ mib, direction, result: summarizeTransfers(mib * MIB, samples[direction]!) });
-        load.sample();
-      }
+      // The bare copies the selected transfers are held against.
+      const copies = (['h2g', 'g2h'] as const).filter((d) => options.only.some((t) => BARE_COPY[t] === d || BARE_COPY[t] === 'slower'));
+      const transfers = await measureTransfers(selectTransfers({ h2g: client.sink, g2h: client.source }, copies), options, guest, load);
       return { contender: 'bare', bootToReadyMs, latency: { [ROWS.echo]: summarizeLatencies(pings.echo!.times, pings.echo!.cpuMs) }, transfers, load: load.describe() };
     } finally {
       client.close();
@@ -133,8 +178,10 @@ async function measureDaemon(work: string, options: VmBenchOptions): Promise<Boo
   const load = new LoadSampler();
   load.sample();
   const profile = options.guestCpuProf !== undefined;
-  const { guest, bootToReadyMs } = await boot(work, 'daemon', daemonCommand(profile), /negotiator-guest \S+ ready: control socket/, options.memory);
+  const streams = options.only.some((t) => STREAM_TRANSFERS.includes(t));
+  const { guest, bootToReadyMs } = await boot(work, 'daemon', daemonCommand(profile, streams), /negotiator-guest \S+ ready: control socket/, options.memory);
   try {
+    if (streams) await guest.waitForConsole(SERVICES_READY, BOOT_TIMEOUT_MS);
     const peer = new RpcPeer(await connectChannel(guest.hostToGuestSocket, 5000), { localInfo: benchHostInfo(options.frames), label: 'bench guest', requestTimeoutMs: 60_000 });
     peer.start();
     try {
@@ -165,13 +212,16 @@ async function measureDaemon(work: string, options: VmBenchOptions): Promise<Boo
         const result = await executeRemote(peer, { command: 'cat', stdin: Buffer.alloc(bytes, 0x61), timeoutMs: TRANSFER_TIMEOUT_MS, stdout: (chunk) => void (received += chunk.length) });
         if (result.exitCode !== 0 || received !== bytes) throw new Error(`execute cat: exit ${result.exitCode}, ${received} bytes back, expected ${bytes}`);
       };
-      for (let i = 0; i < 2; i++) (await stdin(MIB), await stdout(MIB), await roundTrip(MIB));
-      const transfers: BootResult['transfers'] = [];
-      for (const mib of options.sizes) {
-        const samples = await sampleTransfers({ h2g: stdin, g2h: stdout, rtt: roundTrip }, { bytes: mib * MIB, reps: options.reps, readServerCpuMs: qemuCpu });
-        for (const direction of Object.keys(samples) as Direction[]) transfers.push({ mib, direction, result: summarizeTransfers(mib * MIB, samples[direction]!) });
-        load.sample();
-      }
+      // The issue-12 stream figure: a stream to a guest service, opened on the same peer (what `--forward`
+      // does for each connection); the services check the byte counts (bench/stream-services.ts).
+      const stream = (service: keyof typeof VM_STREAM_SERVICES, transfer: (stream: Duplex, bytes: number) => Promise<void>) => async (bytes: number): Promise<void> =>
+        transfer(await openStream(peer, { service, signal: AbortSignal.timeout(TRANSFER_TIMEOUT_MS) }), bytes);
+      const transfers = await measureTransfers(
+        selectTransfers({ h2g: stdin, g2h: stdout, rtt: roundTrip, 'stream-up': stream('sink', uploadTo), 'stream-down': stream('source', downloadFrom) }, options.only),
+        options,
+        guest,
+        load,
+      );
       if (options.guestCpuProf) await collectGuestProfile(peer, guest, options.guestCpuProf);
       return {
         contender: profile ? 'daemon (profiled)' : 'daemon',
@@ -225,28 +275,58 @@ function formatLatency(bare: BootResult | undefined, daemon: BootResult): string
   );
 }
 
-function formatTransfers(bare: BootResult | undefined, daemon: BootResult): string {
+/** A transfer of the daemon beside the bare copy of the same size (boot 1) it is held against. */
+interface Comparison {
+  mib: number;
+  transfer: Transfer;
+  row: string;
+  result: ThroughputSummary;
+  bare?: { row: string; result: ThroughputSummary };
+  /** Median MiB/s as a percentage of the bare copy's. */
+  vsBarePercent?: number;
+}
+
+// Pair each transfer of the daemon with its bare copy, grouped by size and bare direction (each bare copy
+// followed by what is held against it).
+function compareTransfers(bare: BootResult | undefined, daemon: BootResult): Comparison[] {
+  const comparisons: Comparison[] = [];
+  for (const mib of new Set(daemon.transfers.map((d) => d.mib))) {
+    const copies = bare?.transfers.filter((x) => x.mib === mib) ?? [];
+    for (const against of ['h2g', 'g2h', 'slower'] as const) {
+      const t = against === 'slower' ? [...copies].sort((a, b) => a.result.medianMiBps - b.result.medianMiBps)[0] : copies.find((x) => x.direction === against);
+      const bareRow = t && { row: `${mib} MiB ${TRANSFERS[t.direction]}: ${against === 'slower' ? `${ROWS.slowerCopy}, ${TRANSFERS[t.direction]}` : ROWS.bareCopy}`, result: t.result };
+      for (const d of daemon.transfers.filter((x) => x.mib === mib && BARE_COPY[x.direction] === against)) {
+        comparisons.push({
+          mib,
+          transfer: d.direction,
+          row: `${mib} MiB ${TRANSFERS[d.direction]}: ${TRANSFER_ROWS[d.direction]}`,
+          result: d.result,
+          ...(bareRow ? { bare: bareRow, vsBarePercent: round((d.result.medianMiBps / bareRow.result.medianMiBps) * 100) } : {}),
+        });
+      }
+    }
+  }
+  return comparisons;
+}
+
+function formatTransfers(comparisons: readonly Comparison[], bare: BootResult | undefined, daemon: BootResult): string {
+  const row = (name: string, s: ThroughputSummary, load: string, share: string): string[] => [
+    name,
+    fixed(s.medianMiBps),
+    `${fixed(s.minMiBps)}..${fixed(s.maxMiBps)}`,
+    fixed(s.medianMs),
+    fixed(s.cpuMsPerMiB, 2),
+    share,
+    String(s.reps),
+    load,
+  ];
   const rows: string[][] = [];
-  for (const d of daemon.transfers) {
-    // A round trip is held against the slower bare direction: the port copy it can at best reach.
-    const t =
-      d.direction === 'rtt'
-        ? bare?.transfers.filter((x) => x.mib === d.mib).sort((a, b) => a.result.medianMiBps - b.result.medianMiBps)[0]
-        : bare?.transfers.find((x) => x.mib === d.mib && x.direction === d.direction);
-    const label = `${d.mib} MiB ${DIRECTIONS[d.direction]}`;
-    const row = (name: string, s: ThroughputSummary, load: string, share: string): string[] => [
-      name,
-      fixed(s.medianMiBps),
-      `${fixed(s.minMiBps)}..${fixed(s.maxMiBps)}`,
-      fixed(s.medianMs),
-      fixed(s.cpuMsPerMiB, 2),
-      share,
-      String(s.reps),
-      load,
-    ];
-    const bareName = d.direction === 'rtt' ? `${ROWS.slowerCopy}, ${DIRECTIONS[t?.direction ?? 'h2g']}` : t?.direction === 'h2g' ? ROWS.sink : ROWS.source;
-    if (t) rows.push(row(`${label}: ${bareName}`, t.result, bare!.load, ''));
-    rows.push(row(`${label}: ${d.direction === 'h2g' ? ROWS.stdin : d.direction === 'g2h' ? ROWS.stdout : ROWS.roundTrip}`, d.result, daemon.load, t ? `${fixed((d.result.medianMiBps / t.result.medianMiBps) * 100)}%` : ''));
+  let lastBare: string | undefined;
+  for (const c of comparisons) {
+    // Each bare copy once, above the transfers held against it.
+    if (c.bare && c.bare.row !== lastBare) rows.push(row(c.bare.row, c.bare.result, bare!.load, ''));
+    lastBare = c.bare?.row;
+    rows.push(row(c.row, c.result, daemon.load, c.vsBarePercent === undefined ? '' : `${fixed(c.vsBarePercent)}%`));
   }
   return formatTable(['transfer', 'MiB/s median', 'min..max', 'ms median', 'CPU ms/MiB', 'vs bare', 'reps', '1-min load'], rows);
 }
@@ -280,9 +360,10 @@ async function main(argv: string[]): Promise<number> {
     rmSync(work, { recursive: true, force: true });
   }
   console.log(formatLatency(bare, daemon) + '\n');
-  console.log(formatTransfers(bare, daemon) + '\n');
+  const comparisons = compareTransfers(bare, daemon);
+  console.log(formatTransfers(comparisons, bare, daemon) + '\n');
   const loadavgEnd = loadavg1();
-  writeResults(options.json, loadavgEnd, { machine: { ...machine, loadavgEnd }, options, bare, daemon });
+  writeResults(options.json, loadavgEnd, { machine: { ...machine, loadavgEnd }, options, bare, daemon, comparisons });
   return 0;
 }
 

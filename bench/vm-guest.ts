@@ -11,6 +11,9 @@ export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 const VM_DIR = path.resolve(REPO, '..', 'shared', 'vm');
 const BOOT_GUEST = path.join(VM_DIR, 'boot-guest.sh');
 
+/** Where bench/vm-stream-services.ts listens in the guest, and the daemon's `--service` addresses point. */
+export const VM_STREAM_SERVICES = { sink: '/run/bench-sink.sock', source: '/run/bench-source.sock' } as const;
+
 // Why no guest can be booted here, or undefined when one can.
 export function vmSkipReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (QEMU and the lab scripts run as root)';

@@ -62,7 +62,7 @@ type ResolvedOptions = Readonly<Required<Omit<PortChannelOptions, 'description' 
 // Reads gather into one buffer of this size and are delivered together, once per turn or when it is full:
 // a port read gives at most 4 KiB, and every delivery costs the layers above (in an emulated guest, more
 // than the bytes).
-const GATHER_BYTES = 64 * 1024;
+const GATHER_BYTES = 256 * 1024;
 // Gathered bytes are delivered in the gather buffer itself when they fill at least this much of it (the
 // buffer is then replaced), else copied out of it: a delivered chunk never holds more than 4x its size.
 const HAND_OVER_BYTES = GATHER_BYTES / 4;

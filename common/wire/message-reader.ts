@@ -34,12 +34,18 @@ const NEWLINE_BLOCK = Buffer.alloc(1024, NEWLINE);
 const MAX_FRAME_HEADER = FRAME_HEADER_BYTES + 64 + 130;
 
 /** A frame being read: its header so far, then its payload (undefined while discarding it). */
+// A payload wholly inside the chunk it came in is delivered as a view of that chunk, not copied, when the
+// chunk's memory is at most this many times the payload: what a queued payload holds stays bounded.
+const VIEW_MAX_HOLD = 4;
+
 interface FrameState {
   header: Buffer;
   headerHave: number;
   headerNeed: number;
   decoded?: FrameHeader;
   payload?: Buffer;
+  /** The payload is a view of the chunk it came in (nothing to copy). */
+  payloadIsView?: boolean;
   payloadHave: number;
   /** Why the payload is read and dropped (a method we do not take); undefined: deliver it. */
   dropReason?: string;
@@ -142,12 +148,17 @@ export class MessageReader {
       if (typeof decoded === 'string') return this.#badHeader(frame, decoded), at;
       frame.decoded = decoded;
       if (!BULK_METHODS.has(decoded.method)) frame.dropReason = `a frame of unknown method \`${decoded.method}\` (${decoded.payloadBytes} bytes) was skipped`;
-      else frame.payload = Buffer.allocUnsafe(decoded.payloadBytes);
+      else if (chunk.length - at >= decoded.payloadBytes && decoded.payloadBytes * VIEW_MAX_HOLD >= chunk.buffer.byteLength) {
+        frame.payload = chunk.subarray(at, at + decoded.payloadBytes);
+        frame.payloadIsView = true;
+      } else {
+        frame.payload = Buffer.allocUnsafe(decoded.payloadBytes);
+      }
     }
     const decoded = frame.decoded;
     if (frame.payloadHave < decoded.payloadBytes) {
       const take = Math.min(decoded.payloadBytes - frame.payloadHave, chunk.length - at);
-      if (frame.payload) chunk.copy(frame.payload, frame.payloadHave, at, at + take);
+      if (frame.payload && !frame.payloadIsView) chunk.copy(frame.payload, frame.payloadHave, at, at + take);
       frame.payloadHave += take;
       at += take;
     }

@@ -9,6 +9,8 @@ import { checkEchoReply, echoRequest } from './echo-line.js';
 /** Write size of the host-to-guest copy: the RPC layer's largest chunk, as the other bare copies. */
 const SINK_CHUNK_BYTES = 256 * 1024;
 const zeros = Buffer.alloc(SINK_CHUNK_BYTES);
+/** A guest that sends fewer bytes than asked fails the transfer after this long, as the daemon's transfers do. */
+const DOWNLOAD_TIMEOUT_MS = 300_000;
 
 export interface BareVmClient {
   echo(): Promise<void>;
@@ -16,6 +18,12 @@ export interface BareVmClient {
   sink(bytes: number): Promise<void>;
   /** Ask the guest for `bytes`; resolves when all of them arrived. */
   source(bytes: number): Promise<void>;
+  /** Send `bytes` through a `cat` the guest's peer runs; resolves when all of them came back. */
+  cat(bytes: number): Promise<void>;
+  /** Send `bytes` to the guest's `sink` service through the peer; resolves when the service counted them all. */
+  relayToSink(bytes: number): Promise<void>;
+  /** Have the guest's `source` service send `bytes` through the peer; resolves when all of them arrived. */
+  relayFromSource(bytes: number): Promise<void>;
   close(): void;
 }
 
@@ -87,6 +95,30 @@ export async function openBareVmClient(socketPath: string, timeoutMs = 30_000): 
       throw new Error(`the guest's vm-port-peer did not answer on ${socketPath} within ${timeoutMs} ms`);
     }
   }
+  const writeZeros = async (bytes: number): Promise<void> => {
+    for (let left = bytes; left > 0; left -= SINK_CHUNK_BYTES) {
+      if (!socket.write(left >= SINK_CHUNK_BYTES ? zeros : zeros.subarray(0, left))) await once(socket, 'drain');
+    }
+  };
+  // Send the request and `bytes` zero bytes; the guest answers how many it received.
+  const upload = async (request: object, bytes: number): Promise<void> => {
+    const reply = next();
+    socket.write(JSON.stringify(request) + '\n');
+    await writeZeros(bytes);
+    const line = (await reply).toString('utf8');
+    if ((JSON.parse(line) as { sunk?: unknown }).sunk !== bytes) throw new Error(`${JSON.stringify(request)}: the guest answered ${line}, expected ${bytes} bytes sunk`);
+  };
+  // Send the request; the guest answers with `bytes` raw bytes.
+  const download = async (request: object, bytes: number): Promise<void> => {
+    rawLeft = bytes;
+    const done = next();
+    socket.write(JSON.stringify(request) + '\n');
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${JSON.stringify(request)}: ${rawLeft} of ${bytes} bytes missing after ${DOWNLOAD_TIMEOUT_MS} ms`)), DOWNLOAD_TIMEOUT_MS);
+    });
+    await Promise.race([done, late]).finally(() => clearTimeout(timer));
+  };
   let id = 0;
   return {
     async echo() {
@@ -94,20 +126,15 @@ export async function openBareVmClient(socketPath: string, timeoutMs = 30_000): 
       socket.write(echoRequest(++id) + '\n');
       checkEchoReply(await reply, id);
     },
-    async sink(bytes) {
-      const reply = next();
-      socket.write(JSON.stringify({ sink: bytes }) + '\n');
-      for (let left = bytes; left > 0; left -= SINK_CHUNK_BYTES) {
-        if (!socket.write(left >= SINK_CHUNK_BYTES ? zeros : zeros.subarray(0, left))) await once(socket, 'drain');
-      }
-      const line = (await reply).toString('utf8');
-      if ((JSON.parse(line) as { sunk?: unknown }).sunk !== bytes) throw new Error(`sink: the guest answered ${line}, expected ${bytes} bytes sunk`);
-    },
-    async source(bytes) {
+    sink: (bytes) => upload({ sink: bytes }, bytes),
+    source: (bytes) => download({ bytes }, bytes),
+    relayToSink: (bytes) => upload({ relay: 'sink', bytes }, bytes),
+    relayFromSource: (bytes) => download({ relay: 'source', bytes }, bytes),
+    async cat(bytes) {
       rawLeft = bytes;
       const done = next();
-      socket.write(JSON.stringify({ bytes }) + '\n');
-      await done;
+      socket.write(JSON.stringify({ cat: bytes }) + '\n');
+      await Promise.all([writeZeros(bytes), done]);
     },
     close: () => socket.destroy(),
   };

@@ -1,7 +1,7 @@
 // `npm run bench:vm`: real virtio-serial through a booted guest (QEMU under TCG, ../shared/vm). Boot 1: a
 // bare node peer on the host-to-guest port (bench/vm-port-peer.ts: echo, raw copies both ways). Boot 2: the
 // negotiator guest daemon on the same port, driven by an RpcPeer on QEMU's socket (ping, execute true,
-// `wc -c` reading N MiB of stdin, `head -c N /dev/zero` writing N MiB, forwarded streams to the services
+// `wc -c` reading N MiB of stdin, `dd` writing N MiB of zeros, `cat` both ways, forwarded streams to the services
 // `sink` and `source` of bench/vm-stream-services.ts). One boot per contender set.
 import { parseCount } from '../common/cli/options.js';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -38,17 +38,16 @@ const TRANSFER_TIMEOUT_MS = 300_000;
 const PROFILE_SHARE_DIR = 'dist/bench-vm-profile';
 const PROFILE_SAVED = 'bench-vm-profile-saved';
 const SERVICES_READY = /vm-stream-services ready/;
+const START_SERVICES = 'mkdir -p /run && { node dist/bench/vm-stream-services.js & } && ';
 function daemonCommand(profile: boolean, streams: boolean): string {
-  let setup = 'mkdir -p /tmp/bench-commands /run/negotiator && for c in true wc head cat kill; do ln -sf /bin/busybox /tmp/bench-commands/$c; done && ';
+  const setup = 'mkdir -p /tmp/bench-commands /run/negotiator && for c in true wc dd cat kill; do ln -sf /bin/busybox /tmp/bench-commands/$c; done && ' + (streams ? START_SERVICES : '');
   let daemon = 'dist/guest/cli.js --daemon --no-builtin-commands --commands-dir /tmp/bench-commands';
-  if (streams) {
-    setup += '{ node dist/bench/vm-stream-services.js & } && ';
-    daemon += ` --service sink=unix:${VM_STREAM_SERVICES.sink} --service source=unix:${VM_STREAM_SERVICES.source}`;
-  }
+  if (streams) daemon += ` --service sink=unix:${VM_STREAM_SERVICES.sink} --service source=unix:${VM_STREAM_SERVICES.source}`;
   if (!profile) return `${setup}exec node ${daemon}`;
   return `${setup}node --cpu-prof --cpu-prof-dir=/tmp/bench-prof ${daemon}; mkdir -p ${PROFILE_SHARE_DIR} && cp /tmp/bench-prof/*.cpuprofile ${PROFILE_SHARE_DIR}/ && echo ${PROFILE_SAVED}`;
 }
-const BARE_COMMAND = 'exec node dist/bench/vm-port-peer.js';
+// The bare peer, with the services beside it when streams are measured (its relays reach them).
+const bareCommand = (streams: boolean): string => `${streams ? START_SERVICES : ''}exec node dist/bench/vm-port-peer.js`;
 
 /** The transfers, as `--only` names them, and their direction. */
 const TRANSFERS = { h2g: 'host -> guest', g2h: 'guest -> host', rtt: 'host -> guest -> host', 'stream-up': 'host -> guest', 'stream-down': 'guest -> host' } as const;
@@ -113,11 +112,16 @@ const ROWS = {
   execute: 'rpc execute true (busybox true)',
   bareCopy: 'bare copy',
   slowerCopy: 'bare copy (the slower direction)',
+  bareCat: 'bare cat: the bytes through busybox cat in the guest, no protocol',
+  bareRelayUp: 'bare relay: the bytes to the sink service by the bare peer, no protocol',
+  bareRelayDown: 'bare relay: the bytes from the source service by the bare peer, no protocol',
 } as const;
+/** The transfers also held against the bare peer doing the same work without the protocol, and that row's name. */
+const BARE_EQUIVALENT = { rtt: ROWS.bareCat, 'stream-up': ROWS.bareRelayUp, 'stream-down': ROWS.bareRelayDown } as const;
 /** The daemon's row of each transfer. */
 const TRANSFER_ROWS = {
   h2g: 'execute wc -c, N MiB on stdin',
-  g2h: 'execute head -c N /dev/zero',
+  g2h: 'execute dd if=/dev/zero bs=64k',
   rtt: 'execute cat, N MiB in and out',
   'stream-up': 'stream upload, openStream(sink)',
   'stream-down': 'stream download, openStream(source)',
@@ -154,8 +158,10 @@ async function boot(work: string, name: string, command: string, ready: RegExp, 
 async function measureBare(work: string, options: VmBenchOptions): Promise<BootResult> {
   const load = new LoadSampler();
   load.sample();
-  const { guest, bootToReadyMs } = await boot(work, 'bare', BARE_COMMAND, /vm-port-peer ready on \S+/, options.memory);
+  const streams = options.only.some((t) => STREAM_TRANSFERS.includes(t));
+  const { guest, bootToReadyMs } = await boot(work, 'bare', bareCommand(streams), /vm-port-peer ready on \S+/, options.memory);
   try {
+    if (streams) await guest.waitForConsole(SERVICES_READY, BOOT_TIMEOUT_MS);
     const client = await openBareVmClient(guest.hostToGuestSocket);
     try {
       const qemuCpu = async (): Promise<number> => guest.readQemuCpuMs();
@@ -163,8 +169,12 @@ async function measureBare(work: string, options: VmBenchOptions): Promise<BootR
       const pings = await sampleLatencies({ echo: client.echo }, { warmup: 100, count: options.pings, rounds: 5, readServerCpuMs: qemuCpu });
       load.sample();
       // The bare copies the selected transfers are held against.
-      const copies = (['h2g', 'g2h'] as const).filter((d) => options.only.some((t) => BARE_COPY[t] === d || BARE_COPY[t] === 'slower'));
-      const transfers = await measureTransfers(selectTransfers({ h2g: client.sink, g2h: client.source }, copies), options, guest, load);
+      // The round trip and the streams are also held against the same bytes through the same command or
+      // service without the protocol.
+      const copies: string[] = (['h2g', 'g2h'] as const).filter((d) => options.only.some((t) => BARE_COPY[t] === d || BARE_COPY[t] === 'slower'));
+      copies.push(...Object.keys(BARE_EQUIVALENT).filter((t) => options.only.includes(t as Transfer)));
+      const equivalents = { rtt: client.cat, 'stream-up': client.relayToSink, 'stream-down': client.relayFromSource } satisfies Record<keyof typeof BARE_EQUIVALENT, TransferFunction>;
+      const transfers = await measureTransfers(selectTransfers({ h2g: client.sink, g2h: client.source, ...equivalents }, copies), options, guest, load);
       return { contender: 'bare', bootToReadyMs, latency: { [ROWS.echo]: summarizeLatencies(pings.echo!.times, pings.echo!.cpuMs) }, transfers, load: load.describe() };
     } finally {
       client.close();
@@ -201,10 +211,12 @@ async function measureDaemon(work: string, options: VmBenchOptions): Promise<Boo
         const result = await executeRemote(peer, { command: 'wc', args: ['-c'], stdin: Buffer.alloc(bytes), timeoutMs: TRANSFER_TIMEOUT_MS, stdout: (chunk) => void (output += chunk.toString()) });
         if (result.exitCode !== 0 || output.trim() !== String(bytes)) throw new Error(`execute wc -c: exit ${result.exitCode}, said ${JSON.stringify(output)}, expected ${bytes}`);
       };
+      // Not `head -c N`: busybox's copies a byte at a time through stdio, 5 MiB/s in this guest even to a
+      // bare reader; dd writes what it reads in 64 KiB blocks.
       const stdout = async (bytes: number): Promise<void> => {
         let received = 0;
-        const result = await executeRemote(peer, { command: 'head', args: ['-c', String(bytes), '/dev/zero'], timeoutMs: TRANSFER_TIMEOUT_MS, stdout: (chunk) => void (received += chunk.length) });
-        if (result.exitCode !== 0 || received !== bytes) throw new Error(`execute head: exit ${result.exitCode}, ${received} bytes received, expected ${bytes}`);
+        const result = await executeRemote(peer, { command: 'dd', args: ['if=/dev/zero', 'bs=65536', `count=${bytes / 65536}`], timeoutMs: TRANSFER_TIMEOUT_MS, stdout: (chunk) => void (received += chunk.length) });
+        if (result.exitCode !== 0 || received !== bytes) throw new Error(`execute dd: exit ${result.exitCode}, ${received} bytes received, expected ${bytes}`);
       };
       // The issue-12 figure: both directions at once through one command, N MiB each way.
       const roundTrip = async (bytes: number): Promise<void> => {
@@ -290,20 +302,27 @@ interface Comparison {
 // followed by what is held against it).
 function compareTransfers(bare: BootResult | undefined, daemon: BootResult): Comparison[] {
   const comparisons: Comparison[] = [];
+  const compare = (d: BootResult['transfers'][number], bareRow: Comparison['bare']): void => {
+    comparisons.push({
+      mib: d.mib,
+      transfer: d.direction,
+      row: `${d.mib} MiB ${TRANSFERS[d.direction]}: ${TRANSFER_ROWS[d.direction]}`,
+      result: d.result,
+      ...(bareRow ? { bare: bareRow, vsBarePercent: round((d.result.medianMiBps / bareRow.result.medianMiBps) * 100) } : {}),
+    });
+  };
   for (const mib of new Set(daemon.transfers.map((d) => d.mib))) {
-    const copies = bare?.transfers.filter((x) => x.mib === mib) ?? [];
+    const copies = bare?.transfers.filter((x) => x.mib === mib && (x.direction === 'h2g' || x.direction === 'g2h')) ?? [];
     for (const against of ['h2g', 'g2h', 'slower'] as const) {
       const t = against === 'slower' ? [...copies].sort((a, b) => a.result.medianMiBps - b.result.medianMiBps)[0] : copies.find((x) => x.direction === against);
       const bareRow = t && { row: `${mib} MiB ${TRANSFERS[t.direction]}: ${against === 'slower' ? `${ROWS.slowerCopy}, ${TRANSFERS[t.direction]}` : ROWS.bareCopy}`, result: t.result };
-      for (const d of daemon.transfers.filter((x) => x.mib === mib && BARE_COPY[x.direction] === against)) {
-        comparisons.push({
-          mib,
-          transfer: d.direction,
-          row: `${mib} MiB ${TRANSFERS[d.direction]}: ${TRANSFER_ROWS[d.direction]}`,
-          result: d.result,
-          ...(bareRow ? { bare: bareRow, vsBarePercent: round((d.result.medianMiBps / bareRow.result.medianMiBps) * 100) } : {}),
-        });
-      }
+      for (const d of daemon.transfers.filter((x) => x.mib === mib && BARE_COPY[x.direction] === against)) compare(d, bareRow);
+    }
+    // The round trip and the streams once more, against the bare peer's cat and relays (bench/vm-port-peer.ts).
+    for (const [transfer, name] of Object.entries(BARE_EQUIVALENT) as Array<[Transfer, string]>) {
+      const equivalent = bare?.transfers.find((x) => x.mib === mib && x.direction === transfer);
+      if (!equivalent) continue;
+      for (const d of daemon.transfers.filter((x) => x.mib === mib && x.direction === transfer)) compare(d, { row: `${mib} MiB ${TRANSFERS[transfer]}: ${name}`, result: equivalent.result });
     }
   }
   return comparisons;

@@ -34,6 +34,8 @@ export interface CommandDirectoryMonitorOptions {
   onChange: (event: CommandChangeEvent) => void;
   /** Longest wait for a new watcher's first scan; then it is dropped and tried again at the next check. Default 10000. */
   watcherReadyTimeoutMs?: number;
+  /** What the files are, for log lines: `command` (default) or `service`. */
+  kind?: 'command' | 'service';
 }
 
 const DEFAULT_WATCHER_READY_TIMEOUT_MS = 10_000;
@@ -102,20 +104,21 @@ async function nearestExistingParent(directory: string): Promise<string> {
   }
 }
 
-// Say what is wrong with a command directory and how to fix it, from the error of stat/readdir.
-function describeDirectoryProblem(directory: string, error: unknown, watching: boolean): string {
+// Say what is wrong with a command (or service) directory and how to fix it, from the error of stat/readdir.
+function describeDirectoryProblem(directory: string, error: unknown, watching: boolean, kind: 'command' | 'service'): string {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   const create = `create it (\`mkdir -p ${directory}\`)`;
+  const Kind = kind === 'command' ? 'Command' : 'Service';
   if (code === 'ENOENT') {
-    return `Command directory \`${directory}\` does not exist: its commands are unavailable until you ${create}.${
+    return `${Kind} directory \`${directory}\` does not exist: its ${kind}s are unavailable until you ${create}.${
       watching ? ' It will be picked up when it appears.' : ''
     }`;
   }
   const retry = watching ? ' It is checked again periodically.' : '';
   if (code === 'ENOTDIR') {
-    return `Command directory \`${directory}\` is not a directory: move that file away and ${create}.${retry}`;
+    return `${Kind} directory \`${directory}\` is not a directory: move that file away and ${create}.${retry}`;
   }
-  return `Cannot read command directory \`${directory}\`: ${errorMessage(error)}. Check its permissions.${retry}`;
+  return `Cannot read ${kind} directory \`${directory}\`: ${errorMessage(error)}. Check its permissions.${retry}`;
 }
 
 class DirectoryMonitor implements CommandDirectoryMonitor {
@@ -191,7 +194,7 @@ class DirectoryMonitor implements CommandDirectoryMonitor {
 
   // Log a directory's problem once: a missing directory must not produce a warning at every check.
   #reportProblem(state: DirectoryState, error: unknown): void {
-    const problem = describeDirectoryProblem(state.directory, error, this.#options.watch && !this.#closed);
+    const problem = describeDirectoryProblem(state.directory, error, this.#options.watch && !this.#closed, this.#options.kind ?? 'command');
     if (state.problem === problem) return;
     state.problem = problem;
     this.#options.logger.warn(problem);

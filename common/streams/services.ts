@@ -38,7 +38,7 @@ export function createServiceRegistry(options: ServiceRegistryOptions): ServiceR
   const directories = options.directories ?? [];
   const monitor: CommandDirectoryMonitor | undefined =
     directories.length > 0
-      ? createCommandDirectoryMonitor({ directories, logger: log, watch: options.watch ?? true, checkIntervalMs: 30_000, onChange: () => {} })
+      ? createCommandDirectoryMonitor({ directories, logger: log, watch: options.watch ?? true, checkIntervalMs: 30_000, onChange: () => {}, kind: 'service' })
       : undefined;
   // A bad file is reported once per content, not at every lookup.
   const reported = new Map<string, string>();

@@ -226,3 +226,15 @@ t.test('a service connection reads ahead one largest chunk, not Node\'s 16 KiB (
   t.equal((socket as net.Socket).allowHalfOpen, true, 'half-close still carried');
   socket.destroy();
 });
+
+t.test('a missing service directory is reported as one, with the command that fixes it', async (t) => {
+  const missing = path.join(t.testdir({}), 'services.d');
+  const log = createRecordingLogger();
+  const services = createServiceRegistry({ directories: [missing], logger: log, watch: false });
+  await services.ready;
+  t.same(await services.list(), []);
+  t.ok(
+    log.lines.includes(`warn Service directory \`${missing}\` does not exist: its services are unavailable until you create it (\`mkdir -p ${missing}\`).`),
+    log.lines.join('\n'),
+  );
+});

@@ -87,7 +87,7 @@ export class LineReader {
       this.#partBytes = 0;
       return;
     }
-    // Copy: the caller's chunk buffer may be reused by the transport.
+    // Copy: a part of a line held from a large chunk would keep all of that chunk's memory.
     this.#parts.push(Buffer.from(bytes));
     this.#partBytes += bytes.length;
   }

@@ -33,11 +33,11 @@ const NEWLINE = 0x0a;
 const NEWLINE_BLOCK = Buffer.alloc(1024, NEWLINE);
 const MAX_FRAME_HEADER = FRAME_HEADER_BYTES + 64 + 130;
 
-/** A frame being read: its header so far, then its payload (undefined while discarding it). */
 // A payload wholly inside the chunk it came in is delivered as a view of that chunk, not copied, when the
 // chunk's memory is at most this many times the payload: what a queued payload holds stays bounded.
 const VIEW_MAX_HOLD = 4;
 
+/** A frame being read: its header so far, then its payload (undefined while discarding it). */
 interface FrameState {
   header: Buffer;
   headerHave: number;

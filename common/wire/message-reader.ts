@@ -33,10 +33,6 @@ const NEWLINE = 0x0a;
 const NEWLINE_BLOCK = Buffer.alloc(1024, NEWLINE);
 const MAX_FRAME_HEADER = FRAME_HEADER_BYTES + 64 + 130;
 
-// A payload wholly inside the chunk it came in is delivered as a view of that chunk, not copied, when the
-// chunk's memory is at most this many times the payload: what a queued payload holds stays bounded.
-const VIEW_MAX_HOLD = 4;
-
 /** A frame being read: its header so far, then its payload (undefined while discarding it). */
 interface FrameState {
   header: Buffer;
@@ -44,8 +40,6 @@ interface FrameState {
   headerNeed: number;
   decoded?: FrameHeader;
   payload?: Buffer;
-  /** The payload is a view of the chunk it came in (nothing to copy). */
-  payloadIsView?: boolean;
   payloadHave: number;
   /** Why the payload is read and dropped (a method we do not take); undefined: deliver it. */
   dropReason?: string;
@@ -148,17 +142,15 @@ export class MessageReader {
       if (typeof decoded === 'string') return this.#badHeader(frame, decoded), at;
       frame.decoded = decoded;
       if (!BULK_METHODS.has(decoded.method)) frame.dropReason = `a frame of unknown method \`${decoded.method}\` (${decoded.payloadBytes} bytes) was skipped`;
-      else if (chunk.length - at >= decoded.payloadBytes && decoded.payloadBytes * VIEW_MAX_HOLD >= chunk.buffer.byteLength) {
-        frame.payload = chunk.subarray(at, at + decoded.payloadBytes);
-        frame.payloadIsView = true;
-      } else {
-        frame.payload = Buffer.allocUnsafe(decoded.payloadBytes);
-      }
+      // A copy, not a view of the chunk even when it lies wholly inside: a payload queued for a reader that
+      // does not read would keep the whole chunk alive (a port delivers up to 256 KiB at once), while the
+      // memory budget counts the payload's bytes.
+      else frame.payload = Buffer.allocUnsafe(decoded.payloadBytes);
     }
     const decoded = frame.decoded;
     if (frame.payloadHave < decoded.payloadBytes) {
       const take = Math.min(decoded.payloadBytes - frame.payloadHave, chunk.length - at);
-      if (frame.payload && !frame.payloadIsView) chunk.copy(frame.payload, frame.payloadHave, at, at + take);
+      if (frame.payload) chunk.copy(frame.payload, frame.payloadHave, at, at + take);
       frame.payloadHave += take;
       at += take;
     }

@@ -1,39 +1,36 @@
 // Forwarded streams on the loopback against a bare UNIX-socket copy, in the same run (issue 12's target:
-// >= 50% of the bare copy). The guest daemon (a separate process, the real built CLI) serves the
-// services on a UNIX-socket channel; this process is the opener: a forward listener (as --forward
-// runs it) and its peer, plus the client and the services. Bare: the client talks to the services
-// directly. Upload: the client writes N MiB and half-closes, the sink answers with its count; download:
-// the client asks the source for N MiB, which writes them and closes (bench/stream-services.ts). A third
-// contender, the bare relay, has the forward's topology with no protocol: a listener here pipes each
-// connection to a second node process over a UNIX socket (the channel's place), which pipes it to the
-// service: the limit of two processes and three socket hops.
-// CPU per MiB counts this process and the other one (the daemon or the relay).
+// >= 50% of the bare copy). This process is the client and the services, and nothing else, for every
+// contender, so that each does the same work here (one write and one read per byte):
+//   - bare socket copy: the client talks to the services directly;
+//   - forwarded stream: the client connects to a forward listener held by the host side
+//     (bench/stream-host.ts, a process of its own, as a host daemon's `--forward` is), whose peer talks over
+//     a UNIX-socket channel to the guest daemon (the real built CLI), which opens the service;
+//   - bare relay: the same two processes and three socket hops with no protocol: a relay process pipes each
+//     connection to a second one (over the channel's place), which pipes it to the service;
+//   - bare relay in C (when socat is installed): the same, two socat processes with 256 KiB buffers.
+// Upload: the client writes N MiB and half-closes, the sink answers with its count; download: the client
+// asks the source for N MiB, which writes them and closes (bench/stream-services.ts).
+// CPU per MiB counts this process and the contender's two others (host side and guest daemon, or relays).
+// Until 2026-12-05 the host side ran in this process, beside the client and the services: a forward then
+// cost this process twice the bare copy's work whatever the protocol did (docs/benchmarks.md).
 // Usage: node dist/bench/stream-bench.js [--mib N] [--reps N] [--daemon-cpu-prof DIR]
 import { execa } from 'execa';
+import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseForwardSpec } from '../common/streams/address.js';
-import { openStream } from '../common/streams/client.js';
-import { startForwarder } from '../common/streams/forward.js';
-import { silentLogger } from '../common/base/logger.js';
-import { readLocalAgentInfo } from '../common/wire/agent-info.js';
-import { RpcPeer } from '../common/wire/rpc-peer.js';
-import { createStreamChannel } from '../common/wire/stream-channel.js';
 import { describeMachine, fixed, formatTable, formatVerdicts, runBenchmark, writeResults, type TargetVerdict } from './report.js';
 import { readProcessCpuMs } from './proc-stats.js';
 import { downloadFrom, startStreamServices, uploadTo } from './stream-services.js';
 import { createWorkspace } from './workspace.js';
 
-const GUEST_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'guest', 'cli.js');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const GUEST_CLI = path.resolve(HERE, '..', 'guest', 'cli.js');
+const HOST_SIDE = path.join(HERE, 'stream-host.js');
 
 function argument(argv: string[], name: string, fallback: number): number {
   const at = argv.indexOf(name);
   return at >= 0 ? Number(argv[at + 1]) : fallback;
-}
-
-async function listen(server: net.Server, file: string): Promise<void> {
-  await new Promise<void>((resolve) => server.listen(file, resolve));
 }
 
 // Run `transfer` (bench/stream-services.ts) on a new connection to `file`, connecting included. Resolves with MiB/s.
@@ -45,43 +42,68 @@ async function timed(file: string, bytes: number, transfer: (socket: net.Socket,
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
-// The relay process of the bare relay: each connection on a listening path piped to a service path.
+// A relay process of the bare relay: each connection on a listening path piped to a target path.
 const RELAY_SCRIPT = `
 const net = require('node:net');
 const [, ...pairs] = process.argv;
 for (let i = 0; i < pairs.length; i += 2) {
   net.createServer({ allowHalfOpen: true }, (socket) => {
-    const service = net.connect({ path: pairs[i + 1], allowHalfOpen: true });
-    socket.pipe(service).pipe(socket);
-    socket.on('error', () => service.destroy());
-    service.on('error', () => socket.destroy());
+    const target = net.connect({ path: pairs[i + 1], allowHalfOpen: true });
+    socket.pipe(target).pipe(socket);
+    socket.on('error', () => target.destroy());
+    target.on('error', () => socket.destroy());
   }).listen(pairs[i], () => process.stdout.write('listening\\n'));
 }`;
 
-// This process's listener of the bare relay: each connection piped to `upstream` (the relay process).
-function pipeTo(upstream: string): net.Server {
-  return net.createServer({ allowHalfOpen: true }, (socket) => {
-    const relay = net.connect({ path: upstream, allowHalfOpen: true });
-    socket.pipe(relay).pipe(socket);
-    socket.on('error', () => relay.destroy());
-    relay.on('error', () => socket.destroy());
+type Child = ReturnType<typeof execa>;
+
+// Resolve once `child` has printed `word` `times` times on its stdout (rejects if it exits first).
+function said(child: Child, word: string, times = 1): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let text = '';
+    child.stdout!.on('data', (chunk: Buffer) => (text += chunk.toString()).split(word).length > times && resolve());
+    void child.then((result) => reject(new Error(`${result.command} exited (${result.exitCode ?? result.signal}) before saying \`${word}\``)));
   });
+}
+
+// A relay process: each `[listen, target]` pair piped. (Wrapped: the process is itself a promise.)
+async function startRelay(pairs: ReadonlyArray<readonly [string, string]>): Promise<{ relay: Child }> {
+  const relay = execa(process.execPath, ['-e', RELAY_SCRIPT, '--', ...pairs.flat()], { reject: false, stdin: 'ignore', stderr: 'inherit' });
+  await said(relay, 'listening', pairs.length);
+  return { relay };
+}
+
+// The bare relay in C, when socat is installed: the same two processes and hops with 256 KiB reads and
+// writes, a process forked per connection (its CPU is not counted: NaN). What the machine's kernel and
+// cores allow two relaying processes; the Node relay above is what Node's socket path allows.
+async function startSocatRelays(pairs: ReadonlyArray<readonly [string, string]>): Promise<{ relays: Child[] } | undefined> {
+  const probe = await execa('socat', ['-V'], { reject: false, stdin: 'ignore' });
+  if (probe.exitCode !== 0) return undefined;
+  const relays = pairs.map(([listen, target]) => execa('socat', ['-b', String(256 * 1024), `UNIX-LISTEN:${listen},fork`, `UNIX-CONNECT:${target}`], { reject: false, stdin: 'ignore', stderr: 'inherit' }));
+  // socat says nothing once it listens: wait for the socket files.
+  for (const [listen] of pairs) {
+    for (let waited = 0; !existsSync(listen); waited += 20) {
+      if (waited > 5000) throw new Error(`socat did not listen on ${listen} within 5 s`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+  return { relays };
 }
 
 interface Run {
   mibps: number;
-  /** CPU of this process and of `otherPid`, ms per MiB. */
+  /** CPU of this process and of the contender's other processes, ms per MiB. */
   cpuMsPerMiB: number;
 }
 
-// One transfer with the CPU it cost this process and `otherPid` (the daemon or the relay).
-async function measure(transfer: () => Promise<number>, mib: number, otherPid: number | undefined): Promise<Run> {
-  const other = otherPid === undefined ? 0 : readProcessCpuMs(otherPid);
+// One transfer with the CPU it cost this process and `otherPids` (host side and daemon, or the relays).
+async function measure(transfer: () => Promise<number>, mib: number, otherPids: ReadonlyArray<number | undefined>): Promise<Run> {
+  const others = (): number => otherPids.reduce<number>((sum, pid) => sum + (pid === undefined ? NaN : readProcessCpuMs(pid)), 0);
+  const before = others();
   const own = process.cpuUsage();
   const mibps = await transfer();
   const used = process.cpuUsage(own);
-  const otherUsed = otherPid === undefined ? 0 : readProcessCpuMs(otherPid) - other;
-  return { mibps, cpuMsPerMiB: ((used.user + used.system) / 1000 + otherUsed) / mib };
+  return { mibps, cpuMsPerMiB: ((used.user + used.system) / 1000 + others() - before) / mib };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -94,51 +116,43 @@ async function main(argv: string[]): Promise<number> {
   const machine = describeMachine();
   const work = createWorkspace('negotiator-stream-bench-');
   const file = (name: string): string => path.join(work.dir, name);
+  const services = ['sink', 'source'];
 
   const closeServices = await startStreamServices({ sink: file('sink.sock'), source: file('source.sock') });
-
-  // The channel: the guest daemon connects to our socket (as to a chardev) and serves its services.
-  const channelServer = net.createServer();
-  await listen(channelServer, file('channel.sock'));
-  const accepted = new Promise<net.Socket>((resolve) => channelServer.once('connection', resolve));
-  const guest = execa(process.execPath, [
-    ...profile, GUEST_CLI, '--daemon', '-q',
-    '--host-to-guest', `unix:${file('channel.sock')}`, '--guest-to-host', 'none',
-    '--control-socket', file('guest-control.sock'),
-    '--service', `sink=unix:${file('sink.sock')}`, '--service', `source=unix:${file('source.sock')}`,
-  ], { reject: false, stdin: 'ignore', stdout: 'inherit', stderr: 'inherit' });
+  // The host side listens on the channel socket (as QEMU's chardev does); the guest daemon connects to it
+  // and serves its services.
+  const host = execa(process.execPath, [HOST_SIDE, '--channel', file('channel.sock'), ...services.flatMap((s) => ['--forward', `unix:${file(`fwd-${s}.sock`)}:${s}`])], {
+    reject: false, stdin: 'pipe', stderr: 'inherit',
+  });
+  const children: Child[] = [host];
   try {
-    const peer = new RpcPeer(createStreamChannel(await accepted, 'guest'), { localInfo: await readLocalAgentInfo('host'), label: 'guest' });
-    peer.start();
-    await peer.waitForReady(20_000);
-    const forwards = await Promise.all(
-      ['sink', 'source'].map((service) =>
-        startForwarder({ spec: parseForwardSpec(`unix:${file(`fwd-${service}.sock`)}:${service}`, false), logger: silentLogger, target: service, open: (signal) => openStream(peer, { service, signal }) }),
-      ),
-    );
-    // The bare relay: this process's listener -> the relay process -> the service.
-    const relay = execa(process.execPath, ['-e', RELAY_SCRIPT, '--', file('relay-sink.sock'), file('sink.sock'), file('relay-source.sock'), file('source.sock')], { reject: false, stdin: 'ignore', stderr: 'inherit' });
-    let said = '';
-    await new Promise<void>((resolve) => relay.stdout!.on('data', (chunk: Buffer) => (said += chunk.toString()).split('listening').length > 2 && resolve()));
-    const relayListeners = [pipeTo(file('relay-sink.sock')), pipeTo(file('relay-source.sock'))];
-    await listen(relayListeners[0]!, file('bare-relay-sink.sock'));
-    await listen(relayListeners[1]!, file('bare-relay-source.sock'));
-    const contenders = [
-      { name: 'bare socket copy', prefix: '', pid: undefined },
-      { name: 'bare relay (2 processes, no protocol)', prefix: 'bare-relay-', pid: relay.pid },
-      { name: 'forwarded stream', prefix: 'fwd-', pid: guest.pid },
+    await said(host, 'listening');
+    const guest = execa(process.execPath, [
+      ...profile, GUEST_CLI, '--daemon', '-q',
+      '--host-to-guest', `unix:${file('channel.sock')}`, '--guest-to-host', 'none',
+      '--control-socket', file('guest-control.sock'),
+      '--service', `sink=unix:${file('sink.sock')}`, '--service', `source=unix:${file('source.sock')}`,
+    ], { reject: false, stdin: 'ignore', stdout: 'inherit', stderr: 'inherit' });
+    children.push(guest);
+    await Promise.race([said(host, 'ready'), guest.then((result) => Promise.reject(new Error(`the guest daemon exited (${result.exitCode ?? result.signal}) before the host side was ready`)))]);
+    // The bare relay: relay A -> relay B -> the service.
+    const { relay: relayB } = await startRelay(services.map((s) => [file(`relay-b-${s}.sock`), file(`${s}.sock`)] as const));
+    const { relay: relayA } = await startRelay(services.map((s) => [file(`bare-relay-${s}.sock`), file(`relay-b-${s}.sock`)] as const));
+    children.push(relayA, relayB);
+    const socat = await startSocatRelays(services.flatMap((s) => [[file(`socat-b-${s}.sock`), file(`${s}.sock`)], [file(`socat-${s}.sock`), file(`socat-b-${s}.sock`)]] as const));
+    children.push(...(socat?.relays ?? []));
+    const contenders: Array<{ name: string; prefix: string; pids: Array<number | undefined> }> = [
+      { name: 'bare socket copy', prefix: '', pids: [] },
+      ...(socat ? [{ name: 'bare relay in C (socat, 256 KiB)', prefix: 'socat-', pids: [undefined] }] : []),
+      { name: 'bare relay (2 processes, no protocol)', prefix: 'bare-relay-', pids: [relayA.pid!, relayB.pid!] },
+      { name: 'forwarded stream', prefix: 'fwd-', pids: [host.pid!, guest.pid!] },
     ];
     const runs = new Map<string, Run[]>(contenders.flatMap((c) => ['upload', 'download'].map((d) => [`${c.name}/${d}`, [] as Run[]])));
     // Interleaved, so that load from other processes falls on all alike.
     for (let rep = 0; rep < reps; rep++) {
-      for (const c of contenders) runs.get(`${c.name}/upload`)!.push(await measure(() => timed(file(`${c.prefix}sink.sock`), bytes, uploadTo), mib, c.pid));
-      for (const c of contenders) runs.get(`${c.name}/download`)!.push(await measure(() => timed(file(`${c.prefix}source.sock`), bytes, downloadFrom), mib, c.pid));
+      for (const c of contenders) runs.get(`${c.name}/upload`)!.push(await measure(() => timed(file(`${c.prefix}sink.sock`), bytes, uploadTo), mib, c.pids));
+      for (const c of contenders) runs.get(`${c.name}/download`)!.push(await measure(() => timed(file(`${c.prefix}source.sock`), bytes, downloadFrom), mib, c.pids));
     }
-    await Promise.all(forwards.map((f) => f.close()));
-    await peer.close();
-    for (const server of relayListeners) server.close();
-    relay.kill('SIGTERM');
-    await relay;
     const mibps = (name: string, direction: string): number => median(runs.get(`${name}/${direction}`)!.map((r) => r.mibps));
     const rows: string[][] = [];
     for (const direction of ['upload', 'download']) {
@@ -164,10 +178,11 @@ async function main(argv: string[]): Promise<number> {
     writeResults(path.join('bench', 'results', 'streams.json'), (await import('node:os')).loadavg()[0]!, { machine, mib, reps, figures, verdicts });
     return verdicts.every((v) => v.met) ? 0 : 1;
   } finally {
-    guest.kill('SIGTERM');
-    await guest;
+    // The host side ends when its stdin closes; the rest on SIGTERM.
+    host.stdin!.end();
+    for (const child of children.slice(1)) child.kill('SIGTERM');
+    await Promise.all(children);
     closeServices();
-    channelServer.close();
     work.remove();
   }
 }

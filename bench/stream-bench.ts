@@ -109,7 +109,8 @@ async function measure(transfer: () => Promise<number>, mib: number, otherPids: 
 async function main(argv: string[]): Promise<number> {
   const mib = argument(argv, '--mib', 256);
   const reps = argument(argv, '--reps', 3);
-  // The daemon's CPU profile (node --cpu-prof) for finding where its time goes; this process's: run it with --cpu-prof.
+  // CPU profiles (node --cpu-prof) of the host side and the guest daemon, for finding where their time goes;
+  // this process's: run it with --cpu-prof.
   const profileAt = argv.indexOf('--daemon-cpu-prof');
   const profile = profileAt >= 0 ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(argv[profileAt + 1] ?? '.')}`] : [];
   const bytes = mib * 1024 * 1024;
@@ -121,7 +122,7 @@ async function main(argv: string[]): Promise<number> {
   const closeServices = await startStreamServices({ sink: file('sink.sock'), source: file('source.sock') });
   // The host side listens on the channel socket (as QEMU's chardev does); the guest daemon connects to it
   // and serves its services.
-  const host = execa(process.execPath, [HOST_SIDE, '--channel', file('channel.sock'), ...services.flatMap((s) => ['--forward', `unix:${file(`fwd-${s}.sock`)}:${s}`])], {
+  const host = execa(process.execPath, [...profile, HOST_SIDE, '--channel', file('channel.sock'), ...services.flatMap((s) => ['--forward', `unix:${file(`fwd-${s}.sock`)}:${s}`])], {
     reject: false, stdin: 'pipe', stderr: 'inherit',
   });
   const children: Child[] = [host];

@@ -6,39 +6,24 @@ import { startAgentSession, type AgentSession } from '../common/daemon/agent-ses
 import { keepChannel, type ChannelKeeper } from '../common/daemon/channel-keeper.js';
 import { createCommandRegistry, type CommandRegistry } from '../common/commands/registry.js';
 import { createDaemonLauncherPool } from '../common/commands/launcher-pool.js';
-import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
+import { describeExecuted } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
 import { takeOverCommandGroups } from '../common/commands/group-record.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
 import { registerAgentWait } from '../common/daemon/readiness.js';
-import type { Logger } from '../common/base/logger.js';
 import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import type { Forwarder } from '../common/streams/forward.js';
-import { defaultStreamConfig, startDaemonForwards, type DaemonStreamConfig } from '../common/daemon/stream-config.js';
+import { defaultStreamConfig, startDaemonForwards } from '../common/daemon/stream-config.js';
+import type { DaemonBaseOptions } from '../common/daemon/start.js';
 import { registerStreamRelay } from '../common/streams/relay.js';
 import { describeGuestChannel, type GuestChannelSpec } from './channel-spec.js';
 import { openGuestChannel } from './open-channel.js';
 
-export interface GuestDaemonOptions {
+export interface GuestDaemonOptions extends DaemonBaseOptions {
   /** The channel the host calls us on, and the one we call the host on (the same one for a single serial line). */
   hostToGuest: GuestChannelSpec;
   guestToHost: GuestChannelSpec | undefined;
-  /** In precedence order, the built-in directory last. */
-  commandDirectories: string[];
-  controlSocket: string;
-  controlMode: number;
-  controlGid?: number;
-  limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted'>;
-  requestTimeoutMs: number;
-  maxLineBytes: number;
-  /** Silence of the other agent, with requests waiting, after which they fail (keepalive); default 15 s. */
-  peerTimeoutMs?: number;
-  /** Grace for running commands on shutdown. */
-  graceMs: number;
-  logger: Logger;
-  /** Services offered to the host, stream limits, --forward listeners (common/daemon/stream-config.ts); default none. */
-  streams?: DaemonStreamConfig;
   /** Test seams. */
   sysRoot?: string;
   devRoot?: string;

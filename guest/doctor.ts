@@ -208,7 +208,7 @@ async function checkHost(options: GuestDoctorOptions, daemon: RpcPeer | undefine
   let peer: RpcPeer | undefined;
   try {
     const channel = await (options.openHostChannel ?? (() => openGuestChannel(spec, { logger: silentLogger, timeoutMs, ...(options.sysRoot ? { sysRoot: options.sysRoot } : {}), ...(options.devRoot ? { devRoot: options.devRoot } : {}) })))();
-    peer = startClientPeer(channel, options.localInfo, 'the host', timeoutMs);
+    peer = startClientPeer(channel, { localInfo: options.localInfo, label: 'the host', requestTimeoutMs: timeoutMs });
     const info = await peer.waitForReady(timeoutMs);
     await peer.request(METHODS.ping, {}, { timeoutMs });
     add('ok', 'host', `the host answers: ${describeAgent(info)}; hello and ping took ${Date.now() - started} ms (direct on ${describeGuestChannel(spec)}, no guest daemon)`);

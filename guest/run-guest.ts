@@ -60,7 +60,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
     const { openGuestChannel } = await import('./open-channel.js');
     const logger = createLogger({ level: options.logLevel });
     const channel = await openGuestChannel(spec, { logger: logger.child('channel'), timeoutMs: Math.min(options.timeoutMs || 5000, 5000) });
-    return { peer: startClientPeer(channel, localInfo, 'the host', options.timeoutMs, options.peerTimeoutMs), viaDaemon: false };
+    return { peer: startClientPeer(channel, { localInfo, label: 'the host', requestTimeoutMs: options.timeoutMs, peerTimeoutMs: options.peerTimeoutMs }), viaDaemon: false };
   };
   if (options.connect === undefined && forward === undefined) return runListOrExecute(PROGRAM, io, options, connect);
   // The stream modules load only for these actions: other CLIs start without them.

@@ -40,7 +40,7 @@ export async function runGuestWait(options: GuestCliOptions, localInfo: Omit<Age
           let peer: RpcPeer | undefined;
           try {
             const channel = await openGuestChannel(spec, { logger: logger.child('channel'), timeoutMs: left, signal });
-            peer = startClientPeer(channel, localInfo, 'the host', left, options.peerTimeoutMs);
+            peer = startClientPeer(channel, { localInfo, label: 'the host', requestTimeoutMs: left, peerTimeoutMs: options.peerTimeoutMs });
             await peer.waitForReady(left, signal);
           } catch (error) {
             missing.push(`${describeGuestChannel(spec)}: ${errorMessage(error)}`);

@@ -5,15 +5,15 @@ import { readLocalAgentInfo, readPackageVersion } from '../common/wire/agent-inf
 import { startAgentSession } from '../common/daemon/agent-session.js';
 import { createDaemonLauncherPool } from '../common/commands/launcher-pool.js';
 import { createCommandRegistry } from '../common/commands/registry.js';
-import { describeExecuted, type ExecuteServerOptions } from '../common/execute/server.js';
+import { describeExecuted } from '../common/execute/server.js';
 import { startControlServer, type ControlServer } from '../common/daemon/control-server.js';
 import { takeOverCommandGroups } from '../common/commands/group-record.js';
 import { announceReady } from '../common/daemon/lifecycle.js';
 import { registerExecuteRelay } from '../common/execute/relay.js';
-import type { Logger } from '../common/base/logger.js';
 import { CHANNEL_NAMES, METHODS, type AgentInfo } from '../common/wire/protocol.js';
 import type { Forwarder } from '../common/streams/forward.js';
-import { defaultStreamConfig, startDaemonForwards, type DaemonStreamConfig } from '../common/daemon/stream-config.js';
+import { defaultStreamConfig, startDaemonForwards } from '../common/daemon/stream-config.js';
+import type { DaemonBaseOptions } from '../common/daemon/start.js';
 import { registerStreamRelay } from '../common/streams/relay.js';
 import { GuestConnections } from './guest-connections.js';
 import { resolveGuestPeer } from './guest-upstream.js';
@@ -21,21 +21,8 @@ import { describeRole } from './guest-model.js';
 import { createGuestDiscovery, type GuestDiscoveryOptions } from './guest-discovery.js';
 import { GuestWatch } from './guest-watch.js';
 
-export interface HostDaemonOptions {
+export interface HostDaemonOptions extends DaemonBaseOptions {
   discovery: GuestDiscoveryOptions;
-  commandDirectories: string[];
-  controlSocket: string;
-  controlMode: number;
-  controlGid?: number;
-  limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv'>;
-  requestTimeoutMs: number;
-  maxLineBytes: number;
-  /** Silence of the other agent, with requests waiting, after which they fail (keepalive); default 15 s. */
-  peerTimeoutMs?: number;
-  graceMs: number;
-  logger: Logger;
-  /** Services offered to guests, stream limits, --forward listeners (common/daemon/stream-config.ts); default none. */
-  streams?: DaemonStreamConfig;
 }
 
 /** A running host daemon; `stop()` is idempotent. */

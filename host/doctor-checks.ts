@@ -152,7 +152,7 @@ export async function checkGuest(target: GuestTarget, options: HostDoctorOptions
   let peer: RpcPeer | undefined;
   try {
     const timeoutMs = Math.min(options.timeoutMs || 5000, 5000);
-    peer = startClientPeer(await connectChannel(endpoint.path, timeoutMs), options.localInfo, `the agent in ${name}`, timeoutMs);
+    peer = startClientPeer(await connectChannel(endpoint.path, timeoutMs), { localInfo: options.localInfo, label: `the agent in ${name}`, requestTimeoutMs: timeoutMs });
     const info = await peer.waitForReady(timeoutMs);
     await peer.request(METHODS.ping, {}, { timeoutMs });
     add('ok', 'agent', `the agent answers: ${describeAgent(info)}; hello and ping took ${Date.now() - started} ms (direct, no host daemon)`);

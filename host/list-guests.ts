@@ -44,7 +44,7 @@ export async function probeGuests(options: ProbeOptions): Promise<GuestStatus[]>
       try {
         const channel = await connectChannel(endpoint.path, options.timeoutMs);
         entry.open = true;
-        const peer = startClientPeer(channel, options.localInfo, `guest ${guest.name}`, options.timeoutMs);
+        const peer = startClientPeer(channel, { localInfo: options.localInfo, label: `guest ${guest.name}`, requestTimeoutMs: options.timeoutMs });
         try {
           status.agent = await peer.waitForReady(options.timeoutMs);
           entry.ready = true;

@@ -109,7 +109,12 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
     const guest = spec ? staticGuestOf(spec) : await (await import('./locate-guest.js')).locateGuest(guestName, staticGuests, await loadVirsh());
     const endpoint = guest.channels.hostToGuest ?? guest.channels.guestToHost!;
     const channel = await connectChannel(endpoint.path, 5000);
-    const peer = startClientPeer(channel, localInfo, `guest ${guestName}${endpoint.state ? ` (libvirt says the channel is ${endpoint.state})` : ''}`, options.timeoutMs, options.peerTimeoutMs);
+    const peer = startClientPeer(channel, {
+      localInfo,
+      label: `guest ${guestName}${endpoint.state ? ` (libvirt says the channel is ${endpoint.state})` : ''}`,
+      requestTimeoutMs: options.timeoutMs,
+      peerTimeoutMs: options.peerTimeoutMs,
+    });
     return { peer, viaDaemon: false };
   };
   if (options.connect === undefined && forward === undefined) return runListOrExecute(PROGRAM, io, options, connect, { guest: guestName });

@@ -65,7 +65,7 @@ export async function waitDirectly(options: DirectWaitOptions): Promise<number> 
 async function handshake(path: string, label: string, timeoutMs: number, options: DirectWaitOptions): Promise<string | undefined> {
   let peer: RpcPeer | undefined;
   try {
-    peer = startClientPeer(await connectChannel(path, Math.min(timeoutMs, 2000)), options.localInfo, label, timeoutMs, options.peerTimeoutMs);
+    peer = startClientPeer(await connectChannel(path, Math.min(timeoutMs, 2000)), { localInfo: options.localInfo, label, requestTimeoutMs: timeoutMs, peerTimeoutMs: options.peerTimeoutMs });
     await peer.waitForReady(timeoutMs, options.signal);
     return undefined;
   } catch (error) {

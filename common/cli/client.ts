@@ -34,13 +34,24 @@ export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentI
     }
     throw error;
   }
-  return startClientPeer(channel, localInfo, `the daemon (${socketPath})`, requestTimeoutMs, peerTimeoutMs, true);
+  return startClientPeer(channel, { localInfo, label: `the daemon (${socketPath})`, requestTimeoutMs, peerTimeoutMs, freshConnection: true });
+}
+
+export interface ClientPeerOptions {
+  localInfo: Omit<AgentInfo, 'nonce'>;
+  /** Who is at the other end, for messages: `guest vm1`, `the host`, `the daemon (PATH)`. */
+  label: string;
+  requestTimeoutMs: number;
+  /** --peer-timeout (the peer's default when undefined). */
+  peerTimeoutMs?: number | undefined;
+  /** The channel is a new connection to a daemon's control socket (no stale bytes to skip). */
+  freshConnection?: boolean;
 }
 
 // Start a peer for a CLI on an open channel. Hello retries are short (1 s, then every 2 s): a CLI lives
 // seconds, yet an agent that missed the first hello (just starting, or reading stale bytes) still answers.
-// `peerTimeoutMs`: --peer-timeout; `freshConnection`: the channel is a daemon's control socket connection.
-export function startClientPeer(channel: ByteChannel, localInfo: Omit<AgentInfo, 'nonce'>, label: string, requestTimeoutMs: number, peerTimeoutMs?: number, freshConnection = false): RpcPeer {
+export function startClientPeer(channel: ByteChannel, options: ClientPeerOptions): RpcPeer {
+  const { localInfo, label, requestTimeoutMs, peerTimeoutMs, freshConnection = false } = options;
   const peer = new RpcPeer(channel, { localInfo, label, requestTimeoutMs, helloRetryMs: 1000, maxHelloRetryMs: 2000, freshConnection, ...(peerTimeoutMs !== undefined ? { peerTimeoutMs } : {}) });
   peer.start();
   return peer;

@@ -8,6 +8,7 @@ import type { ExecuteServerOptions } from '../execute/server.js';
 import { resolveCommandIdentity } from '../commands/resource-limits.js';
 
 export interface ServingConfig {
+  /** In precedence order, the built-in directory last. */
   commandDirectories: string[];
   limits: Omit<ExecuteServerOptions, 'side' | 'commands' | 'logger' | 'onExecuted' | 'extraEnv' | 'channelName'>;
 }

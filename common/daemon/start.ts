@@ -7,6 +7,7 @@ import { stopOnSignals } from './lifecycle.js';
 import { startMemoryReturn } from './memory-return.js';
 import { resolveServingConfig, type ServingConfig } from './serving-config.js';
 import type { ServingOptions } from './serving-options.js';
+import type { DaemonStreamConfig } from './stream-config.js';
 
 /** What a daemon is started from, as the CLI parsed it. */
 export interface DaemonStartOptions extends ServingOptions {
@@ -17,16 +18,20 @@ export interface DaemonStartOptions extends ServingOptions {
   timeoutMs: number;
 }
 
-/** The options every daemon takes, resolved; each side adds its own. */
+/** The options every daemon takes, resolved (host/daemon.ts and guest/daemon.ts add their channels). */
 export interface DaemonBaseOptions extends ServingConfig {
   controlSocket: string;
   controlMode: number;
   controlGid?: number;
   requestTimeoutMs: number;
   maxLineBytes: number;
-  peerTimeoutMs: number;
+  /** Silence of the other agent, with requests waiting, after which they fail (keepalive); default 15 s. */
+  peerTimeoutMs?: number;
+  /** Grace for running commands on shutdown. */
   graceMs: number;
   logger: Logger;
+  /** Services offered to the other side, stream limits, --forward listeners (stream-config.ts); default none. */
+  streams?: DaemonStreamConfig;
 }
 
 // Start the daemon and serve until a signal stops it; the promise never resolves (the signal exits).

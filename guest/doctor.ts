@@ -102,7 +102,7 @@ async function queryDaemon(options: GuestDoctorOptions, checks: DoctorCheck[]): 
     groupHint: 'add yourself to the group that owns it',
     fixes: {
       access: 'run as root, or join the group that owns the socket',
-      absent: 'start negotiator-guest --daemon (examples/services/negotiator-guest.service): without it the host cannot call this guest',
+      absent: 'start negotiator-guest --daemon (`systemctl enable --now negotiator-guest`; installed with npm, put the package\'s examples/services/negotiator-guest.service in /etc/systemd/system/ first): without it the host cannot call this guest',
       restart: 'restart it and read its log',
     },
   }, checks);

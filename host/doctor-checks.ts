@@ -62,7 +62,7 @@ export interface HostDaemonStatus {
 }
 export type HostDaemonView = DaemonView<HostDaemonStatus>;
 
-const AGENT_FIX = 'start the agent in the guest (negotiator-guest --daemon; see examples/services/), then run `negotiator-guest doctor` there';
+const AGENT_FIX = 'start the agent in the guest (`systemctl enable --now negotiator-guest` there, or negotiator-guest --daemon), then run `negotiator-guest doctor` there';
 
 // Can virsh run, and does libvirt answer? false when guests cannot be asked of it.
 export async function checkLibvirt(options: HostDoctorOptions, checks: DoctorCheck[]): Promise<boolean> {
@@ -97,7 +97,7 @@ export function checkHostDaemon(options: HostDoctorOptions, checks: DoctorCheck[
     groupHint: 'ask for access (the daemon\'s --control-group)',
     fixes: {
       access: 'run as root, or start the daemon with --control-group and join that group',
-      absent: 'start negotiator-host --daemon (examples/services/negotiator-host.service): without it the guests cannot call the host',
+      absent: 'start negotiator-host --daemon (`systemctl enable --now negotiator-host`; installed with npm, put the package\'s examples/services/negotiator-host.service in /etc/systemd/system/ first): without it the guests cannot call the host',
       restart: 'restart it (systemctl restart negotiator-host) and read its log',
     },
     describe: (status) => `, ${plural(status.guests.length, 'guest')}`,

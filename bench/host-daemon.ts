@@ -137,7 +137,7 @@ export async function startHostDaemon(spec: HostDaemonSpec): Promise<HostDaemonP
 
 // Open a control-socket peer on a running daemon, handshake done (as negotiator-host --execute does).
 export async function connectControl(controlSocket: string, requestTimeoutMs = 60_000): Promise<RpcPeer> {
-  const peer = await connectToDaemon(controlSocket, benchAgentInfo('host'), requestTimeoutMs, 'run the benchmark as root');
+  const peer = await connectToDaemon(controlSocket, { localInfo: benchAgentInfo('host'), requestTimeoutMs, groupHint: 'run the benchmark as root' });
   if (!peer) throw new Error(`no host daemon answers on ${controlSocket}`);
   await peer.waitForReady(10_000);
   return peer;

@@ -51,7 +51,7 @@ export async function runGuestCli(options: GuestCliOptions, io: CliIo): Promise<
   if (options.wait) return (await import('./wait-host.js')).runGuestWait(options, localInfo, createLogger({ level: options.logLevel }), io);
   const connect = async (): Promise<ClientConnection> => {
     if (options.characterDevice === undefined) {
-      const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, 'add yourself to the group that owns it', options.peerTimeoutMs);
+      const viaDaemon = await connectToDaemon(options.controlSocket, { localInfo, requestTimeoutMs: options.timeoutMs, groupHint: 'add yourself to the group that owns it', peerTimeoutMs: options.peerTimeoutMs });
       if (viaDaemon) return { peer: viaDaemon, viaDaemon: true };
     }
     // No daemon: open the guest-to-host channel ourselves, as Negotiator's CLI does. The port modules

@@ -20,7 +20,7 @@ export async function runGuestWait(options: GuestCliOptions, localInfo: Omit<Age
     io,
     async (signal) => {
       if (options.characterDevice === undefined) {
-        daemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, 'add yourself to the group that owns it', options.peerTimeoutMs);
+        daemon = await connectToDaemon(options.controlSocket, { localInfo, requestTimeoutMs: options.timeoutMs, groupHint: 'add yourself to the group that owns it', peerTimeoutMs: options.peerTimeoutMs });
         if (daemon) {
           const timeoutMs = options.timeoutMs;
           await daemon.request(METHODS.agentWait, { timeoutMs }, { timeoutMs: timeoutMs === 0 ? 0 : timeoutMs + 5000, signal });

@@ -78,7 +78,7 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
 
   if (options.listGuests) {
     try {
-      const daemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint);
+      const daemon = await connectToDaemon(options.controlSocket, { localInfo, requestTimeoutMs: options.timeoutMs, groupHint });
       let guests: GuestStatus[];
       if (daemon) {
         try {
@@ -102,7 +102,7 @@ export async function runHostCli(options: HostCliOptions, io: CliIo): Promise<nu
   if (options.events || options.wait) return runWaitOrEvents(options, io, localInfo, staticGuests, loadVirsh, groupHint);
   const guestName = options.guestName!;
   const connect = async (): Promise<ClientConnection> => {
-    const viaDaemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint, options.peerTimeoutMs);
+    const viaDaemon = await connectToDaemon(options.controlSocket, { localInfo, requestTimeoutMs: options.timeoutMs, groupHint, peerTimeoutMs: options.peerTimeoutMs });
     if (viaDaemon) return { peer: viaDaemon, viaDaemon: true };
     // A --guest guest is known already; locate-guest (libvirt: virsh, domain XML) loads only for the others.
     const spec = staticGuests.find((g) => g.name === guestName);
@@ -175,7 +175,7 @@ async function runWaitOrEvents(options: HostCliOptions, io: CliIo, localInfo: Om
     PROGRAM,
     io,
     async (signal) => {
-      daemon = await connectToDaemon(options.controlSocket, localInfo, options.timeoutMs, groupHint, options.peerTimeoutMs);
+      daemon = await connectToDaemon(options.controlSocket, { localInfo, requestTimeoutMs: options.timeoutMs, groupHint, peerTimeoutMs: options.peerTimeoutMs });
       if (options.events) {
         if (!daemon) throw new ChannelClosedError(`--events needs the host daemon, and none answers on ${options.controlSocket}: start ${PROGRAM} --daemon (or give its --control-socket)`);
         return followEvents(daemon, options.json, io, signal);

@@ -17,7 +17,8 @@ export interface ClientConnection {
 }
 
 // Connect to the daemon's control socket; undefined when no daemon runs there (no socket, or refused).
-export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentInfo, 'nonce'>, requestTimeoutMs: number, groupHint: string, peerTimeoutMs?: number): Promise<RpcPeer | undefined> {
+export async function connectToDaemon(socketPath: string, options: DaemonConnectOptions): Promise<RpcPeer | undefined> {
+  const { groupHint, ...peerOptions } = options;
   try {
     await access(socketPath);
   } catch {
@@ -34,7 +35,7 @@ export async function connectToDaemon(socketPath: string, localInfo: Omit<AgentI
     }
     throw error;
   }
-  return startClientPeer(channel, { localInfo, label: `the daemon (${socketPath})`, requestTimeoutMs, peerTimeoutMs, freshConnection: true });
+  return startClientPeer(channel, { ...peerOptions, label: `the daemon (${socketPath})`, freshConnection: true });
 }
 
 export interface ClientPeerOptions {
@@ -46,6 +47,12 @@ export interface ClientPeerOptions {
   peerTimeoutMs?: number | undefined;
   /** The channel is a new connection to a daemon's control socket (no stale bytes to skip). */
   freshConnection?: boolean;
+}
+
+/** connectToDaemon's options: the peer's, and what to tell a user the socket refuses. */
+export interface DaemonConnectOptions extends Omit<ClientPeerOptions, 'label' | 'freshConnection'> {
+  /** How to get access, after "run as root, or": `add yourself to the group that owns it`. */
+  groupHint: string;
 }
 
 // Start a peer for a CLI on an open channel. Hello retries are short (1 s, then every 2 s): a CLI lives

@@ -32,7 +32,7 @@ export async function checkDaemon<S extends { agent: AgentInfo }>(options: Daemo
   const { id, noun, controlSocket: socket, fixes } = options;
   let peer: RpcPeer | undefined;
   try {
-    peer = await connectToDaemon(socket, options.localInfo, options.timeoutMs, options.groupHint);
+    peer = await connectToDaemon(socket, { localInfo: options.localInfo, requestTimeoutMs: options.timeoutMs, groupHint: options.groupHint });
   } catch (error) {
     checks.push({ id, status: 'fail', what: `cannot use the ${noun}'s control socket: ${errorMessage(error)}`, fix: fixes.access });
     return undefined;

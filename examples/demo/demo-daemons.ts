@@ -187,7 +187,7 @@ async function describeGuestProblem(daemons: DemoDaemons, localInfo: Omit<AgentI
 }
 
 async function requestStatus(socket: string, localInfo: Omit<AgentInfo, 'nonce'>): Promise<unknown> {
-  const peer = await connectToDaemon(socket, localInfo, 2000, 'check the file mode');
+  const peer = await connectToDaemon(socket, { localInfo, requestTimeoutMs: 2000, groupHint: 'check the file mode' });
   if (!peer) return undefined;
   try {
     return await peer.request(METHODS.status, {}, { timeoutMs: 2000 });

@@ -83,7 +83,10 @@ async function startSocatRelays(pairs: ReadonlyArray<readonly [string, string]>)
   // socat says nothing once it listens: wait for the socket files.
   for (const [listen] of pairs) {
     for (let waited = 0; !existsSync(listen); waited += 20) {
-      if (waited > 5000) throw new Error(`socat did not listen on ${listen} within 5 s`);
+      if (waited > 5000) {
+        for (const relay of relays) relay.kill('SIGTERM');
+        throw new Error(`socat did not listen on ${listen} within 5 s`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }

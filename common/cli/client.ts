@@ -45,7 +45,7 @@ export interface ClientPeerOptions {
   requestTimeoutMs: number;
   /** --peer-timeout (the peer's default when undefined). */
   peerTimeoutMs?: number | undefined;
-  /** The channel is a new connection to a daemon's control socket (no stale bytes to skip). */
+  /** The channel is a new connection to a daemon's control socket: no half frame of an earlier session in it (peer-options.ts). */
   freshConnection?: boolean;
 }
 
